@@ -1,0 +1,269 @@
+"""The one place that wires adapters, handlers and background tasks together for a role."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiosqlite
+
+from app.auth.roles import Role
+from app.auth.tokens import TokenService
+from app.auth.users import UserStore
+from app.cache.base import ItemCache
+from app.cache.memory import MemoryCache
+from app.cache.redis import RedisCache
+from app.commands.outcomes import CommandStatus, OutcomeWaiter
+from app.commands.service import CommandService
+from app.commands.store import CommandLookup, CommandStore
+from app.eventlog.base import EventLog, LogUnavailable
+from app.eventlog.embedded import EmbeddedEventLog
+from app.eventlog.kafka import KafkaEventLog
+from app.eventlog.topics import TOPICS
+from app.http.system import LoginRateLimiter
+from app.listener.relay import OutboxRelay
+from app.listener.service import Listener, RetryPolicy
+from app.listener.store import InventoryStore
+from app.queries.feed import ChangeFeed
+from app.queries.service import FreshnessFloor, QueryService
+from app.reader import InventoryReader, ReadModelUnavailable
+from app.settings import Settings
+from app.sqlitefiles import open_read_only
+
+log = logging.getLogger(__name__)
+
+ServiceRole = Literal["all", "command", "query", "listener"]
+ROLES: tuple[ServiceRole, ...] = ("all", "command", "query", "listener")
+
+
+def build_event_log(settings: Settings, client_id: str) -> EventLog:
+    if settings.kafka_bootstrap:
+        return KafkaEventLog(
+            settings.kafka_bootstrap, client_id=client_id, publish_timeout=settings.publish_timeout_seconds
+        )
+    return EmbeddedEventLog(settings.event_log_db)
+
+
+def build_cache(settings: Settings) -> ItemCache:
+    if settings.redis_url:
+        return RedisCache(settings.redis_url, ttl_seconds=settings.cache_ttl_seconds)
+    return MemoryCache(ttl_seconds=settings.cache_ttl_seconds)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    role: ServiceRole
+    event_log: EventLog
+    cache: ItemCache
+    reader: InventoryReader
+    users: UserStore
+    tokens: TokenService
+    login_limiter: LoginRateLimiter
+    commands: CommandService | None = None
+    command_store: CommandStore | None = None
+    waiter: OutcomeWaiter | None = None
+    status: CommandStatus | None = None
+    inventory: InventoryStore | None = None
+    relay: OutboxRelay | None = None
+    listener: Listener | None = None
+    queries: QueryService | None = None
+    feed: ChangeFeed | None = None
+    topics_ready: bool = False
+    _commands_ro: aiosqlite.Connection | None = None
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def has(self) -> set[str]:
+        return {"command", "query", "listener"} if self.role == "all" else {self.role}
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.event_log.start()
+        self._spawn(self._ensure_topics(), "ensure-topics")
+        if self.inventory is not None and self.listener is not None and self.relay is not None:
+            await self.inventory.open()
+            self._spawn(self.listener.run(), "listener")
+            self._spawn(self.relay.run(), "outbox-relay")
+        await self.users.open()
+        if self.command_store is not None:
+            await self.command_store.open()
+        if self.waiter is not None:
+            self._spawn(self.waiter.run(), "outcome-waiter")
+        if self.feed is not None:
+            self._spawn(self.feed.run(), "change-feed")
+        if self.role == "all" and self.settings.env == "dev":
+            await self._first_admin()
+
+    async def stop(self) -> None:
+        for task in reversed(self._tasks):
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self.command_store is not None:
+            await self.command_store.close()
+        if self._commands_ro is not None:
+            await self._commands_ro.close()
+        if self.inventory is not None:
+            await self.inventory.close()
+        await self.users.close()
+        await self.reader.close()
+        await self.cache.close()
+        await self.event_log.stop()
+
+    def _spawn(self, work: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s died", name)
+                raise
+
+        self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def _ensure_topics(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.event_log.ensure_topics(TOPICS)
+                self.topics_ready = True
+                return
+            except LogUnavailable as exc:
+                log.warning("cannot create topics yet (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _first_admin(self) -> None:
+        """A development install needs someone to log in: make an admin with a random password."""
+        if await self.users.count() > 0:
+            return
+        password = os.environ.get("INVENTORY_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        await self.users.add("admin", Role.ADMIN, password)
+        path = self.settings.data_dir / "initial-admin-password"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+        print(
+            f"\n  Created user 'admin' with password: {password}\n  (also in {path}; change it with "
+            "'inventory users passwd admin')\n",
+            flush=True,
+        )
+
+    async def commands_connection(self) -> aiosqlite.Connection | None:
+        """The commands file, read-only, for roles that do not own it."""
+        if self._commands_ro is None:
+            if not self.settings.commands_db.exists():
+                return None
+            self._commands_ro = await open_read_only(self.settings.commands_db)
+        return self._commands_ro
+
+    # --- readiness ------------------------------------------------------------------------
+
+    async def readiness(self) -> dict[str, dict[str, Any]]:
+        checks: dict[str, dict[str, Any]] = {}
+        log_ok = await self.event_log.ping()
+        log_name = "kafka" if self.settings.kafka_bootstrap else "event_log"
+        # Without the log no command can be accepted and the listener cannot work; the query
+        # service still answers reads, only its live feed stops.
+        log_needed = self.has & {"command", "listener"}
+        checks[log_name] = {"status": "ok" if log_ok else ("down" if log_needed else "degraded")}
+        try:
+            await self.reader.rows("SELECT 1 FROM items LIMIT 1")
+            checks["sqlite"] = {"status": "ok"}
+        except ReadModelUnavailable as exc:
+            checks["sqlite"] = {"status": "down" if "query" in self.has else "degraded", "error": str(exc)}
+        if self.settings.redis_url:
+            redis_ok = await self.cache.ping()
+            checks["redis"] = {
+                "status": "ok" if redis_ok else "degraded",
+                **({} if redis_ok else {"note": "reads are served from SQLite"}),
+            }
+        else:
+            checks["cache"] = {"status": "ok", "kind": "in-process"}
+        if self.listener is not None and self.relay is not None and self.inventory is not None:
+            status = self.listener.status
+            listener_ok = status.log_connected and status.database_ok
+            checks["listener"] = {
+                "status": "ok" if listener_ok else "down",
+                "consumer_lag": status.lag,
+                "applied": status.applied,
+                **({"error": status.last_error} if not listener_ok and status.last_error else {}),
+            }
+            try:
+                backlog = await self.inventory.unsent_count()
+            except Exception:
+                backlog = None
+            checks["outbox"] = {"status": "ok", "backlog": backlog}
+        if self.feed is not None:
+            checks["change_feed"] = {
+                "status": "ok" if self.feed.connected else "degraded",
+                "last_seq": self.feed.last_seq,
+                "subscribers": self.feed.subscribers,
+            }
+        return checks
+
+
+def build_container(settings: Settings, role: ServiceRole) -> Container:
+    event_log = build_event_log(settings, client_id=f"inventory-{role}")
+    cache = build_cache(settings)
+    reader = InventoryReader(settings.inventory_db)
+    container = Container(
+        settings=settings,
+        role=role,
+        event_log=event_log,
+        cache=cache,
+        reader=reader,
+        users=UserStore(settings.users_db),
+        tokens=TokenService(settings.jwt_secret, settings.jwt_ttl_seconds),
+        login_limiter=LoginRateLimiter(settings.login_attempts_per_minute),
+    )
+    has = container.has
+    if "listener" in has:
+        container.inventory = InventoryStore(settings.inventory_db)
+        container.relay = OutboxRelay(container.inventory, event_log, cache)
+        container.listener = Listener(
+            event_log,
+            container.inventory,
+            container.relay,
+            batch_size=settings.listener_batch_size,
+            orphan_wait=settings.orphan_wait_seconds,
+            retry=RetryPolicy(
+                max_attempts=settings.listener_max_attempts,
+                base_seconds=settings.retry_base_seconds,
+                max_seconds=settings.retry_max_seconds,
+            ),
+        )
+    if "command" in has:
+        container.command_store = CommandStore(settings.commands_db)
+        store = container.command_store
+
+        lookup = CommandLookup(store.connection)
+        container.waiter = OutcomeWaiter(event_log, reader)
+        container.commands = CommandService(event_log, store, lookup, reader, container.waiter)
+    else:
+        lookup = CommandLookup(container.commands_connection)
+    if has & {"command", "query"}:
+        container.status = CommandStatus(reader, cache, lookup)
+    if "query" in has:
+        floor = FreshnessFloor()
+        container.queries = QueryService(reader, cache, floor)
+        # In role all the relay fills the shared in-process cache itself; a query process of its
+        # own keeps its in-process cache current from the feed.
+        feeds_cache = not settings.redis_url and role != "all"
+        container.feed = ChangeFeed(event_log, reader, floor, cache if feeds_cache else None)
+    return container
+
+
+Factory = Callable[[Settings, ServiceRole], Container]

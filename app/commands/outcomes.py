@@ -1,0 +1,140 @@
+"""Knowing how a command ended: waiting for it (``Prefer: wait``) and the status resource.
+
+Outcomes arrive on the change feed right after the listener refreshed the cache; a slow poll
+of the database covers a feed that is late or away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from app.cache.base import CacheUnavailable, ItemCache, ItemEntry
+from app.commands.store import CommandLookup
+from app.domain.events import CHANGES_TOPIC
+from app.domain.views import item_view
+from app.eventlog.base import EventLog, LogUnavailable
+from app.reader import InventoryReader, ReadModelUnavailable
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25
+Outcome = dict[str, Any]
+
+
+class OutcomeWaiter:
+    def __init__(self, event_log: EventLog, reader: InventoryReader) -> None:
+        self._log = event_log
+        self._reader = reader
+        self._waiting: dict[str, asyncio.Future[Outcome]] = {}
+
+    def expect(self, command_id: str) -> asyncio.Future[Outcome]:
+        """Register before publishing, so an outcome that comes back very fast is not missed."""
+        future = self._waiting.get(command_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting[command_id] = future
+        return future
+
+    def forget(self, command_id: str) -> None:
+        self._waiting.pop(command_id, None)
+
+    async def wait(self, command_id: str, timeout: float) -> Outcome | None:
+        future = self.expect(command_id)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            return None
+        finally:
+            self.forget(command_id)
+
+    def _resolve(self, outcome: Outcome) -> None:
+        future = self._waiting.get(outcome["command_id"])
+        if future is not None and not future.done():
+            future.set_result(outcome)
+
+    async def run(self) -> None:
+        await asyncio.gather(self._follow_feed(), self._poll_database())
+
+    async def _follow_feed(self) -> None:
+        while True:
+            consumer = self._log.consumer([CHANGES_TOPIC], group_id=None, start_at="latest")
+            try:
+                await consumer.start()
+                while True:
+                    for record in await consumer.fetch(1000, timeout=1.0):
+                        if record.value is None:
+                            continue
+                        change = json.loads(record.value)
+                        if change.get("kind") == "outcome":
+                            self._resolve(change)
+            except LogUnavailable as exc:
+                log.info("change feed unavailable for waiters, polling the database: %s", exc)
+                await asyncio.sleep(1.0)
+            finally:
+                await consumer.stop()
+
+    async def _poll_database(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            for command_id in list(self._waiting):
+                with contextlib.suppress(ReadModelUnavailable):
+                    outcome = await self._reader.outcome(command_id)
+                    if outcome is not None:
+                        if outcome["status"] == "applied":
+                            item = await self._reader.item(outcome["item_id"])
+                            outcome["item"] = item_view(item) if item is not None and not item.deleted else None
+                        self._resolve(outcome)
+
+
+STATUS_KEYS = ("command_id", "status", "reason", "item_id", "version", "submitted_at", "processed_at")
+
+
+class CommandStatus:
+    """``GET /api/v1/commands/{id}``, the same on the command and the query roles."""
+
+    def __init__(self, reader: InventoryReader, cache: ItemCache, lookup: CommandLookup) -> None:
+        self._reader = reader
+        self._cache = cache
+        self._lookup = lookup
+
+    async def get(self, command_id: str) -> dict[str, Any] | None:
+        outcome = await self._cached_outcome(command_id)
+        if outcome is None:
+            with contextlib.suppress(ReadModelUnavailable):
+                outcome = await self._reader.outcome(command_id)
+                if outcome is not None and outcome["status"] == "applied":
+                    await self._catch_cache_up(outcome["item_id"])
+        if outcome is not None:
+            view = {key: outcome.get(key) for key in STATUS_KEYS}
+            if view["reason"] is None:
+                del view["reason"]
+            return view
+        accepted = await self._lookup.get(command_id)
+        if accepted is None or accepted.state == "failed":
+            return None
+        return {
+            "command_id": accepted.command_id,
+            "status": "pending",
+            "item_id": accepted.item_id,
+            "submitted_at": accepted.submitted_at,
+        }
+
+    async def _cached_outcome(self, command_id: str) -> dict[str, Any] | None:
+        try:
+            return await self._cache.get_outcome(command_id)
+        except CacheUnavailable:
+            return None
+
+    async def _catch_cache_up(self, item_id: str) -> None:
+        """The outcome was committed but the cache may not have it yet: put it there first, so that
+        anyone told 'applied' reads at least that version (the write is version-guarded)."""
+        item = await self._reader.item(item_id)
+        if item is None:
+            return
+        entry = ItemEntry(item.id, item.version, None if item.deleted else item_view(item), item.sku)
+        with contextlib.suppress(CacheUnavailable):
+            await self._cache.put_items([entry])

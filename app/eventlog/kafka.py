@@ -1,0 +1,285 @@
+"""The Apache Kafka adapter (aiokafka): idempotent producer with acks=all, and consumers.
+
+The producer starts lazily and again after a failure, so a service that came up while the
+broker was away starts working as soon as the broker answers, without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from app.eventlog.base import (
+    EventConsumer,
+    LogUnavailable,
+    Message,
+    PositionLoader,
+    Record,
+    StartAt,
+    TopicSpec,
+)
+from app.eventlog.base import (
+    TopicPartition as TP,
+)
+
+log = logging.getLogger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+# Don't hammer a broker that is away: one connection attempt per interval at most.
+RECONNECT_INTERVAL_SECONDS = 1.0
+
+
+class KafkaEventLog:
+    def __init__(self, bootstrap: str, *, client_id: str, publish_timeout: float = 5.0) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.publish_timeout = publish_timeout
+        self._producer: AIOKafkaProducer | None = None
+        self._starting = asyncio.Lock()
+        self._last_attempt = 0.0
+
+    async def start(self) -> None:
+        with contextlib.suppress(LogUnavailable):
+            await self._ready_producer()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+
+    async def _ready_producer(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        async with self._starting:
+            if self._producer is not None:
+                return self._producer
+            if time.monotonic() - self._last_attempt < RECONNECT_INTERVAL_SECONDS:
+                raise LogUnavailable("Kafka is unreachable")
+            self._last_attempt = time.monotonic()
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap,
+                client_id=self.client_id,
+                acks="all",
+                enable_idempotence=True,
+                # A millisecond of lingering lets concurrent commands share a request.
+                linger_ms=1,
+                request_timeout_ms=max(1000, int(self.publish_timeout * 1000)),
+                max_batch_size=256 * 1024,
+            )
+            try:
+                await asyncio.wait_for(producer.start(), self.publish_timeout)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise LogUnavailable(f"Kafka is unreachable: {exc!r}") from None
+            self._producer = producer
+            return producer
+
+    async def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-admin")
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [spec for spec in specs if spec.name not in existing]
+            if not missing:
+                return
+            response = await admin.create_topics(
+                [
+                    NewTopic(
+                        name=spec.name,
+                        num_partitions=spec.partitions,
+                        replication_factor=1,
+                        topic_configs={"retention.ms": str(spec.retention_ms or -1)},
+                    )
+                    for spec in missing
+                ]
+            )
+            for name, code, *_ in response.topic_errors:
+                if code not in (0, TOPIC_ALREADY_EXISTS):
+                    raise LogUnavailable(f"could not create topic {name}: error code {code}")
+            log.info("created topics %s", ", ".join(spec.name for spec in missing))
+        except KafkaError as exc:
+            raise LogUnavailable(f"could not create topics: {exc!r}") from None
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        producer = await self._ready_producer()
+
+        async def send_all() -> None:
+            futures = [await producer.send(m.topic, m.value, key=m.key, headers=list(m.headers)) for m in messages]
+            await asyncio.gather(*futures)
+
+        try:
+            await asyncio.wait_for(send_all(), self.publish_timeout)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise LogUnavailable(f"Kafka did not acknowledge: {exc!r}") from None
+
+    def consumer(
+        self,
+        topics: Sequence[str],
+        *,
+        group_id: str | None,
+        start_at: StartAt = "earliest",
+        positions: PositionLoader | None = None,
+    ) -> EventConsumer:
+        return KafkaConsumer(self.bootstrap, list(topics), group_id=group_id, start_at=start_at, positions=positions)
+
+    async def ping(self) -> bool:
+        try:
+            producer = await self._ready_producer()
+            return bool(await asyncio.wait_for(producer.client.fetch_all_metadata(), 2.0))
+        except (LogUnavailable, KafkaError, OSError, TimeoutError):
+            return False
+
+
+class _SeekToOurPositions(ConsumerRebalanceListener):  # type: ignore[misc]
+    """On every assignment, continue from the positions stored with our own data."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, loader: PositionLoader | None) -> None:
+        self._consumer = consumer
+        self._loader = loader
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        tps: list[TP] = [(tp.topic, tp.partition) for tp in assigned]
+        known = await self._loader(tps) if self._loader else {}
+        for tp in assigned:
+            offset = known.get((tp.topic, tp.partition))
+            if offset is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
+        log.info("assigned %s", ", ".join(f"{t}[{p}]" for t, p in sorted(tps)))
+
+
+class KafkaConsumer:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: list[str],
+        *,
+        group_id: str | None,
+        start_at: StartAt,
+        positions: PositionLoader | None,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._topics = topics
+        self._group_id = group_id
+        self._start_at = start_at
+        self._loader = positions
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=self._start_at,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        try:
+            await consumer.start()
+            if self._group_id is not None:
+                consumer.subscribe(topics=self._topics, listener=_SeekToOurPositions(consumer, self._loader))
+            else:
+                await self._assign_all(consumer)
+        except (KafkaError, OSError) as exc:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise LogUnavailable(f"Kafka is unreachable: {exc!r}") from None
+        self._consumer = consumer
+
+    async def _assign_all(self, consumer: AIOKafkaConsumer) -> None:
+        await consumer.topics()  # loads metadata, so partitions_for_topic answers
+        tps = [
+            TopicPartition(topic, p)
+            for topic in self._topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(tps)
+        known = await self._loader([(tp.topic, tp.partition) for tp in tps]) if self._loader else {}
+        for tp in tps:
+            offset = known.get((tp.topic, tp.partition))
+            if offset is not None:
+                consumer.seek(tp, offset)
+            elif self._start_at == "latest":
+                await consumer.seek_to_end(tp)
+            else:
+                await consumer.seek_to_beginning(tp)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()
+            self._consumer = None
+
+    async def fetch(self, max_records: int, timeout: float) -> list[Record]:
+        assert self._consumer is not None
+        try:
+            batches = await self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_records)
+        except KafkaError as exc:
+            raise LogUnavailable(f"fetch failed: {exc!r}") from None
+        return [
+            Record(
+                topic=r.topic,
+                partition=r.partition,
+                offset=r.offset,
+                key=r.key,
+                value=r.value,
+                headers=tuple((k, bytes(v)) for k, v in (r.headers or ())),
+                timestamp_ms=r.timestamp,
+            )
+            for records in batches.values()
+            for r in records
+        ]
+
+    async def commit(self, positions: dict[TP, int]) -> None:
+        if self._consumer is None or self._group_id is None:
+            return
+        assigned = self._consumer.assignment()
+        offsets = {TopicPartition(t, p): o for (t, p), o in positions.items() if TopicPartition(t, p) in assigned}
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # Only advisory: our own positions are committed with the data.
+            log.info("offset commit to Kafka skipped: %r", exc)
+
+    async def seek(self, positions: dict[TP, int]) -> None:
+        assert self._consumer is not None
+        assigned = self._consumer.assignment()
+        for (topic, partition), offset in positions.items():
+            tp = TopicPartition(topic, partition)
+            if tp in assigned:
+                self._consumer.seek(tp, offset)
+
+    async def lag(self) -> int | None:
+        if self._consumer is None:
+            return None
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return None
+        try:
+            ends = await self._consumer.end_offsets(assigned)
+            total = 0
+            for tp in assigned:
+                total += max(0, ends[tp] - await self._consumer.position(tp))
+            return total
+        except (KafkaError, AssertionError):
+            return None

@@ -1,0 +1,45 @@
+"""``X-Request-ID`` on every response (errors, 404 and HEAD included), generated when absent.
+
+The id is settled once per request, on first use, and kept in the ASGI scope: handlers carry
+it into events as the correlation id, and the app-level ``before_send`` hook echoes it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import Message, Scope
+
+ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:@=+/-]{1,128}$")
+
+
+def _settle(scope: Scope | dict[str, Any]) -> dict[str, Any]:
+    state: dict[str, Any] = scope.setdefault("state", {})
+    if "request_id" not in state:
+        sent = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                sent = value.decode("latin-1")
+                break
+        from_client = sent is not None and bool(ACCEPTABLE.match(sent))
+        state["request_id"] = sent if from_client else uuid.uuid4().hex
+        state["request_id_from_client"] = from_client
+    return state
+
+
+def request_id_of(scope: Scope | dict[str, Any]) -> str:
+    return str(_settle(scope)["request_id"])
+
+
+def client_request_id(scope: Scope | dict[str, Any]) -> str | None:
+    """The id the client sent itself (None when we generated one)."""
+    state = _settle(scope)
+    return str(state["request_id"]) if state["request_id_from_client"] else None
+
+
+async def echo_request_id(message: Message, scope: Scope) -> None:
+    if message["type"] == "http.response.start":
+        MutableScopeHeaders.from_message(message)["X-Request-ID"] = request_id_of(scope)

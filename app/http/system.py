@@ -1,0 +1,104 @@
+"""Endpoints every role has: health, readiness, metrics, login."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.auth.tokens import TokenService
+from app.auth.users import UserStore
+from app.commands.schemas import ErrorBody
+from app.http.auth import PUBLIC
+from app.http.errors import ApiError
+
+# name -> {"status": "ok" | "degraded" | "down", ...details}
+ReadinessCheck = Callable[[], Awaitable[dict[str, dict[str, Any]]]]
+
+
+class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
+    username: str
+    password: str
+
+
+class TokenBody(msgspec.Struct):
+    token: str
+    type: str
+    expires_in: int
+    expires_at: int
+    role: str
+
+
+class LoginRateLimiter:
+    """At most N attempts per minute per username and per client address."""
+
+    def __init__(self, per_minute: int) -> None:
+        self._limit = per_minute
+        self._attempts: dict[str, deque[float]] = {}
+
+    def check(self, *keys: str) -> None:
+        now = time.monotonic()
+        for key in keys:
+            window = self._attempts.setdefault(key, deque())
+            while window and window[0] < now - 60:
+                window.popleft()
+            if len(window) >= self._limit:
+                retry = int(60 - (now - window[0])) + 1
+                raise ApiError(429, "too many login attempts; wait and retry", headers={"Retry-After": str(retry)})
+        for key in keys:
+            self._attempts[key].append(now)
+        if len(self._attempts) > 100_000:  # bounded memory under a spray of usernames
+            self._attempts.clear()
+
+
+class SystemController(Controller):
+    path = "/api/v1"
+    tags = ["system"]
+    opt = {PUBLIC: True}
+
+    @get("/health", summary="Alive", include_in_schema=True)
+    async def health(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/ready", summary="Dependencies and lag", responses={503: ResponseSpec(dict[str, Any])})
+    async def ready(self, readiness: ReadinessCheck) -> Response[dict[str, Any]]:
+        checks = await readiness()
+        statuses = {check["status"] for check in checks.values()}
+        overall = "down" if "down" in statuses else "degraded" if "degraded" in statuses else "ok"
+        body = {"status": overall, "checks": checks}
+        if overall == "down":
+            return Response(body, status_code=503, headers={"Retry-After": "2"})
+        return Response(body)
+
+    @post(
+        "/auth/login",
+        status_code=200,
+        summary="Exchange a username and password for a bearer token",
+        responses={401: ResponseSpec(ErrorBody), 429: ResponseSpec(ErrorBody), 400: ResponseSpec(ErrorBody)},
+    )
+    async def login(
+        self,
+        request: Request[Any, Any, Any],
+        data: LoginBody,
+        users: UserStore,
+        tokens: TokenService,
+        login_limiter: LoginRateLimiter,
+    ) -> TokenBody:
+        username = data.username.strip().lower()[:64]
+        login_limiter.check(f"user:{username}", f"addr:{request.client.host if request.client else '-'}")
+        principal = await users.authenticate(username, data.password[:1024])
+        if principal is None:
+            raise ApiError(401, "wrong username or password", headers={"WWW-Authenticate": 'Bearer realm="inventory"'})
+        issued = tokens.issue(principal)
+        return TokenBody(issued.token, "Bearer", issued.expires_in, issued.expires_at, principal.role.value)
+
+
+@get("/metrics", opt={PUBLIC: True}, include_in_schema=False, media_type=CONTENT_TYPE_LATEST)
+async def metrics() -> Response[bytes]:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,292 @@
+"""Turn a batch of events into the writes of one transaction.
+
+Pure: it receives what was loaded from the database and returns what to write. The store
+writes the plan with version guards; the consumer loop decides about retries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.domain import model
+from app.domain.events import (
+    Event,
+    EventType,
+    ItemCreatedData,
+    ItemUpdatedData,
+    StockAdjustedData,
+    StockMovedData,
+)
+from app.domain.model import Applied, Decision, Item, Reason, Rejected, StockLevel
+from app.domain.views import item_view
+from app.eventlog.base import TopicPartition
+
+
+@dataclass(frozen=True)
+class ParkedEvent:
+    """A stock event waiting for its item's create."""
+
+    id: int | None
+    event: Event
+    value: bytes
+    deadline: float
+
+
+@dataclass
+class Loaded:
+    """What the planner needs to know about the database before a batch."""
+
+    items: dict[str, Item] = field(default_factory=dict)
+    sku_owners: dict[str, str] = field(default_factory=dict)
+    parked: dict[str, list[ParkedEvent]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    item_id: str
+    event_type: str
+    location: str | None
+    quantity_delta: int
+    reserved_delta: int
+    quantity_after: int | None
+    reserved_after: int | None
+    item_version: int
+    actor: str
+    command_id: str
+    event_id: str
+    note: str | None
+    occurred_at: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    command_id: str
+    item_id: str
+    event_type: str
+    location: str | None
+    status: str
+    reason: str | None
+    message: str | None
+    version: int | None
+    actor: str
+    submitted_at: str
+    item: dict[str, Any] | None
+
+    def change_payload(self, processed_at: str) -> dict[str, Any]:
+        return {
+            "kind": "outcome",
+            "command_id": self.command_id,
+            "item_id": self.item_id,
+            "event_type": self.event_type,
+            "location": self.location,
+            "status": self.status,
+            "reason": self.reason,
+            "message": self.message,
+            "version": self.version,
+            "submitted_at": self.submitted_at,
+            "processed_at": processed_at,
+            "item": self.item,
+        }
+
+
+@dataclass
+class Plan:
+    """Everything one transaction writes."""
+
+    new_items: dict[str, Item] = field(default_factory=dict)
+    changed_items: dict[str, tuple[Item, int]] = field(default_factory=dict)  # item, version it had
+    levels: dict[tuple[str, str], tuple[StockLevel, int | None]] = field(default_factory=dict)  # level, base
+    history: list[HistoryRow] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    processed: list[str] = field(default_factory=list)
+    parked: list[ParkedEvent] = field(default_factory=list)
+    unparked: list[int] = field(default_factory=list)
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+
+    @property
+    def touched_items(self) -> list[Item]:
+        return [*self.new_items.values(), *(item for item, _ in self.changed_items.values())]
+
+    def item_changes(self) -> list[dict[str, Any]]:
+        """One change record per item touched, with its final state in this batch."""
+        return [
+            {
+                "kind": "item",
+                "item_id": item.id,
+                "version": item.version,
+                "deleted": item.deleted,
+                "item": None if item.deleted else item_view(item),
+            }
+            for item in self.touched_items
+        ]
+
+
+class Planner:
+    def __init__(self, loaded: Loaded, *, now: str, now_epoch: float, orphan_wait: float) -> None:
+        self._items = dict(loaded.items)
+        self._loaded_versions = {item_id: item.version for item_id, item in loaded.items.items()}
+        self._level_bases: dict[tuple[str, str], int | None] = {
+            (item.id, level.location): level.version for item in loaded.items.values() for level in item.levels.values()
+        }
+        self._sku_owners = dict(loaded.sku_owners)
+        self._parked = {item_id: list(events) for item_id, events in loaded.parked.items()}
+        self._now = now
+        self._now_epoch = now_epoch
+        self._orphan_wait = orphan_wait
+        self.plan = Plan()
+
+    # --- entry points -------------------------------------------------------------------
+
+    def apply(self, event: Event, value: bytes) -> None:
+        """Apply one freshly consumed event (already known not to be a duplicate)."""
+        self.plan.processed.append(event.event_id)
+        if event.topic != EventType.ITEM_CREATED.topic and self._must_wait(event.item_id):
+            self._park(event, value)
+            return
+        self._decide_and_record(event)
+
+    def expire(self, parked: ParkedEvent) -> None:
+        """A parked event whose item never came: it ends as unknown_item."""
+        if parked.id is not None:
+            self.plan.unparked.append(parked.id)
+        self._reject(parked.event, Rejected(Reason.UNKNOWN_ITEM, "item does not exist (its create never arrived)"))
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _must_wait(self, item_id: str) -> bool:
+        if self._parked.get(item_id):
+            return True  # keep per-item order behind events already waiting
+        return item_id not in self._items
+
+    def _park(self, event: Event, value: bytes) -> None:
+        parked = ParkedEvent(id=None, event=event, value=value, deadline=self._now_epoch + self._orphan_wait)
+        self._parked.setdefault(event.item_id, []).append(parked)
+        self.plan.parked.append(parked)
+
+    def _drain_parked(self, item_id: str) -> None:
+        for parked in self._parked.pop(item_id, []):
+            if parked.id is not None:
+                self.plan.unparked.append(parked.id)
+            else:
+                self.plan.parked.remove(parked)
+            self._decide_and_record(parked.event)
+
+    def _decide_and_record(self, event: Event) -> None:
+        decision = self._decide(event)
+        if isinstance(decision, Rejected):
+            self._reject(event, decision)
+        else:
+            self._record(event, decision)
+        if event.event_type is EventType.ITEM_CREATED:
+            # Stock events that waited for this create can go now: applied after it, or
+            # rejected with it.
+            self._drain_parked(event.item_id)
+
+    def _decide(self, event: Event) -> Decision:
+        item = self._items.get(event.item_id)
+        data = event.data
+        expected, now = event.expected_version, self._now
+        match event.event_type:
+            case EventType.ITEM_CREATED:
+                assert isinstance(data, ItemCreatedData)
+                return model.create_item(
+                    existing=item,
+                    sku_owner=self._sku_owners.get(data.sku),
+                    item_id=event.item_id,
+                    sku=data.sku,
+                    name=data.name,
+                    description=data.description,
+                    quantity=data.quantity,
+                    location=event.location,
+                    now=self._now,
+                )
+            case EventType.ITEM_UPDATED:
+                assert isinstance(data, ItemUpdatedData)
+                return model.update_item(
+                    item, name=data.name, description=data.description, expected_version=expected, now=now
+                )
+            case EventType.ITEM_DELETED:
+                return model.delete_item(item, expected_version=expected, now=now)
+            case EventType.STOCK_ADJUSTED:
+                assert isinstance(data, StockAdjustedData)
+                return model.adjust_stock(
+                    item, location=event.location, delta=data.quantity, expected_version=expected, now=now
+                )
+            case EventType.STOCK_RESERVED:
+                assert isinstance(data, StockMovedData)
+                return model.reserve_stock(
+                    item, location=event.location, quantity=data.quantity, expected_version=expected, now=now
+                )
+            case EventType.STOCK_RELEASED:
+                assert isinstance(data, StockMovedData)
+                return model.release_stock(
+                    item, location=event.location, quantity=data.quantity, expected_version=expected, now=now
+                )
+        raise AssertionError(f"unhandled event type {event.event_type}")
+
+    def _record(self, event: Event, applied: Applied) -> None:
+        item = applied.item
+        before = self._items.get(item.id)
+        self._items[item.id] = item
+        if before is not None and not before.deleted:
+            self._sku_owners.pop(before.sku, None)
+        if not item.deleted:
+            self._sku_owners[item.sku] = item.id
+        if item.id in self._loaded_versions:
+            self.plan.changed_items[item.id] = (item, self._loaded_versions[item.id])
+        else:
+            self.plan.new_items[item.id] = item
+        level = item.levels.get(applied.location) if applied.location else None
+        if level is not None:
+            key = (item.id, level.location)
+            self.plan.levels[key] = (level, self._level_bases.get(key))
+        note = event.data.reason if isinstance(event.data, StockAdjustedData) else None
+        self.plan.history.append(
+            HistoryRow(
+                item_id=item.id,
+                event_type=event.event_type.value,
+                location=applied.location,
+                quantity_delta=applied.quantity_delta,
+                reserved_delta=applied.reserved_delta,
+                quantity_after=level.quantity if level else None,
+                reserved_after=level.reserved if level else None,
+                item_version=item.version,
+                actor=event.actor,
+                command_id=event.command_id,
+                event_id=event.event_id,
+                note=note,
+                occurred_at=event.occurred_at,
+            )
+        )
+        self._outcome(event, "applied", None, None, item.version, None if item.deleted else item_view(item))
+
+    def _reject(self, event: Event, rejected: Rejected) -> None:
+        item = self._items.get(event.item_id)
+        version = item.version if item is not None else None
+        self._outcome(event, "rejected", rejected.reason.value, rejected.message, version, None)
+
+    def _outcome(
+        self,
+        event: Event,
+        status: str,
+        reason: str | None,
+        message: str | None,
+        version: int | None,
+        item: dict[str, Any] | None,
+    ) -> None:
+        self.plan.outcomes.append(
+            Outcome(
+                command_id=event.command_id,
+                item_id=event.item_id,
+                event_type=event.event_type.value,
+                location=event.location,
+                status=status,
+                reason=reason,
+                message=message,
+                version=version,
+                actor=event.actor,
+                submitted_at=event.occurred_at,
+                item=item,
+            )
+        )

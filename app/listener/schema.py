@@ -1,0 +1,137 @@
+"""The inventory database: the source of truth, written only by the listener."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY,
+    sku TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    version INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    deleted_at TEXT
+);
+-- A deleted item keeps its row (history, late events) but frees its SKU.
+CREATE UNIQUE INDEX IF NOT EXISTS items_live_sku ON items (sku) WHERE deleted_at IS NULL;
+CREATE INDEX IF NOT EXISTS items_live_name ON items (name COLLATE NOCASE) WHERE deleted_at IS NULL;
+CREATE INDEX IF NOT EXISTS items_updated ON items (updated_at);
+
+CREATE TABLE IF NOT EXISTS stock_levels (
+    item_id TEXT NOT NULL REFERENCES items (id),
+    location TEXT NOT NULL,
+    quantity INTEGER NOT NULL,
+    reserved INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (item_id, location),
+    -- The invariant of DESIGN §2, enforced by the database as a last line of defence.
+    CHECK (reserved >= 0 AND reserved <= quantity)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS stock_levels_location ON stock_levels (location, item_id);
+
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    location TEXT,
+    quantity_delta INTEGER NOT NULL DEFAULT 0,
+    reserved_delta INTEGER NOT NULL DEFAULT 0,
+    quantity_after INTEGER,
+    reserved_after INTEGER,
+    item_version INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    command_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    note TEXT,
+    occurred_at TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_item ON history (item_id, id);
+
+CREATE TABLE IF NOT EXISTS command_outcomes (
+    command_id TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    location TEXT,
+    status TEXT NOT NULL CHECK (status IN ('applied', 'rejected')),
+    reason TEXT,
+    message TEXT,
+    version INTEGER,
+    actor TEXT NOT NULL,
+    submitted_at TEXT NOT NULL,
+    processed_at TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- The outbox: every committed change, numbered; the relay publishes unsent rows.
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    sent INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS changes_unsent ON changes (seq) WHERE sent = 0;
+
+CREATE TABLE IF NOT EXISTS processed_events (
+    event_id TEXT PRIMARY KEY
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS consumer_positions (
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+) WITHOUT ROWID;
+
+-- Stock events that overtook their item's create wait here (bounded, DESIGN §5).
+CREATE TABLE IF NOT EXISTS parked_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    value BLOB NOT NULL,
+    parked_at TEXT NOT NULL,
+    deadline REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS parked_item ON parked_events (item_id, id);
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
+    key BLOB,
+    value BLOB,
+    headers TEXT NOT NULL,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    replayed_at TEXT,
+    UNIQUE (topic, partition, "offset")
+);
+
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+async def open_writer(path: str) -> aiosqlite.Connection:
+    """The listener's connection: the only one that ever writes this file."""
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    await conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode is durable against process crashes (the promise we test with kill -9);
+    # FULL also survives power loss at the cost of an fsync per batch. We take FULL.
+    await conn.execute("PRAGMA synchronous=FULL")
+    await conn.execute("PRAGMA busy_timeout=5000")
+    await conn.execute("PRAGMA foreign_keys=ON")
+    await conn.executescript(SCHEMA)
+    await conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    return conn

@@ -1,0 +1,309 @@
+"""The listener's access to the inventory database: load what a batch needs, write its plan.
+
+Writes are guarded: items and levels by ``version`` (``UPDATE ... WHERE id=? AND version=?``),
+consumed positions by re-reading them inside the transaction, processed event ids and live
+SKUs by unique keys. Any guard that trips raises ``Conflict`` and the batch is planned again
+from fresh reads.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from app.clock import utc_now
+from app.domain.events import Event, PoisonMessage, decode_event
+from app.domain.model import Item, StockLevel
+from app.eventlog.base import Headers, TopicPartition
+from app.listener.planner import Loaded, ParkedEvent, Plan
+from app.listener.schema import open_writer
+
+ITEM_COLUMNS = "id, sku, name, description, version, created_at, updated_at, deleted_at"
+
+
+class Conflict(RuntimeError):
+    """Someone else changed what this batch read; plan it again."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    error: str
+    attempts: int
+
+
+def _ids(values: Iterable[str]) -> str:
+    return json.dumps(sorted(set(values)))
+
+
+def _dumps(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"))
+
+
+class InventoryStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = await open_writer(str(self.path))
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("inventory store is not open")
+        return self._conn
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self.conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def positions(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        rows = await self._all("SELECT topic, partition, next_offset FROM consumer_positions")
+        wanted = set(tps)
+        return {(t, p): o for t, p, o in rows if (t, p) in wanted}
+
+    async def processed(self, event_ids: Iterable[str]) -> set[str]:
+        rows = await self._all(
+            "SELECT event_id FROM processed_events WHERE event_id IN (SELECT value FROM json_each(?))",
+            (_ids(event_ids),),
+        )
+        return {row[0] for row in rows}
+
+    async def load(self, events: Sequence[Event]) -> Loaded:
+        item_ids = _ids(e.item_id for e in events)
+        skus = _ids(e.data.sku for e in events if hasattr(e.data, "sku"))  # creates only
+        items = await self._items(item_ids)
+        owners = await self._all(
+            "SELECT sku, id FROM items WHERE deleted_at IS NULL AND sku IN (SELECT value FROM json_each(?))",
+            (skus,),
+        )
+        parked_rows = await self._all(
+            "SELECT id, item_id, value, deadline FROM parked_events "
+            "WHERE item_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (item_ids,),
+        )
+        parked: dict[str, list[ParkedEvent]] = {}
+        for row_id, item_id, value, deadline in parked_rows:
+            parked.setdefault(item_id, []).append(ParkedEvent(row_id, decode_event(value), value, deadline))
+        return Loaded(items=items, sku_owners={sku: item_id for sku, item_id in owners}, parked=parked)
+
+    async def _items(self, item_ids_json: str) -> dict[str, Item]:
+        rows = await self._all(
+            f"SELECT {ITEM_COLUMNS} FROM items WHERE id IN (SELECT value FROM json_each(?))", (item_ids_json,)
+        )
+        levels = await self._all(
+            "SELECT item_id, location, quantity, reserved, version, updated_at FROM stock_levels "
+            "WHERE item_id IN (SELECT value FROM json_each(?))",
+            (item_ids_json,),
+        )
+        by_item: dict[str, dict[str, StockLevel]] = {}
+        for item_id, location, quantity, reserved, version, updated_at in levels:
+            by_item.setdefault(item_id, {})[location] = StockLevel(location, quantity, reserved, version, updated_at)
+        return {
+            row[0]: Item(
+                id=row[0],
+                sku=row[1],
+                name=row[2],
+                description=row[3],
+                version=row[4],
+                created_at=row[5],
+                updated_at=row[6],
+                deleted_at=row[7],
+                levels=by_item.get(row[0], {}),
+            )
+            for row in rows
+        }
+
+    async def expired_parked(self, now_epoch: float) -> list[ParkedEvent]:
+        rows = await self._all(
+            "SELECT id, value, deadline FROM parked_events WHERE deadline <= ? ORDER BY id", (now_epoch,)
+        )
+        expired = []
+        for row_id, value, deadline in rows:
+            try:
+                expired.append(ParkedEvent(row_id, decode_event(value), value, deadline))
+            except PoisonMessage:  # pragma: no cover - it was decoded once before parking
+                continue
+        return expired
+
+    async def unsent_changes(self, limit: int) -> list[tuple[int, str]]:
+        rows = await self._all("SELECT seq, payload FROM changes WHERE sent = 0 ORDER BY seq LIMIT ?", (limit,))
+        return [(seq, payload) for seq, payload in rows]
+
+    async def changes_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
+        rows = await self._all("SELECT seq, payload FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
+        return [(s, payload) for s, payload in rows]
+
+    async def items_page(self, after_id: str, limit: int) -> list[Item]:
+        """Items in id order (deleted ones too, as tombstones), for a full refresh of the cache."""
+        rows = await self._all("SELECT id FROM items WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+        items = await self._items(_ids(row[0] for row in rows))
+        return [items[row[0]] for row in rows]
+
+    async def last_seq(self) -> int:
+        rows = await self._all("SELECT COALESCE(MAX(seq), 0) FROM changes")
+        return int(rows[0][0])
+
+    async def unsent_count(self) -> int:
+        rows = await self._all("SELECT COUNT(*) FROM changes WHERE sent = 0")
+        return int(rows[0][0])
+
+    # --- writes --------------------------------------------------------------------------
+
+    async def mark_sent(self, up_to_seq: int) -> None:
+        await self.conn.execute("UPDATE changes SET sent = 1 WHERE sent = 0 AND seq <= ?", (up_to_seq,))
+
+    async def write(
+        self,
+        plan: Plan,
+        *,
+        expected_positions: dict[TopicPartition, int | None],
+        dead_letters: Sequence[DeadLetter] = (),
+    ) -> None:
+        """Write one batch in one transaction, or raise Conflict and write nothing."""
+        conn = self.conn
+        now = utc_now()
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await self._guard_positions(expected_positions)
+            await self._write_items(plan)
+            await self._write_levels(plan)
+            await conn.executemany(
+                "INSERT INTO history (item_id, event_type, location, quantity_delta, reserved_delta, "
+                "quantity_after, reserved_after, item_version, actor, command_id, event_id, note, "
+                "occurred_at, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        h.item_id, h.event_type, h.location, h.quantity_delta, h.reserved_delta,
+                        h.quantity_after, h.reserved_after, h.item_version, h.actor, h.command_id,
+                        h.event_id, h.note, h.occurred_at, now,
+                    )
+                    for h in plan.history
+                ],
+            )  # fmt: skip
+            await conn.executemany(
+                "INSERT OR IGNORE INTO command_outcomes (command_id, item_id, event_type, location, status, "
+                "reason, message, version, actor, submitted_at, processed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        o.command_id, o.item_id, o.event_type, o.location, o.status, o.reason,
+                        o.message, o.version, o.actor, o.submitted_at, now,
+                    )
+                    for o in plan.outcomes
+                ],
+            )  # fmt: skip
+            await conn.executemany(
+                "INSERT INTO processed_events (event_id) VALUES (?)", [(eid,) for eid in plan.processed]
+            )
+            await conn.executemany(
+                "INSERT INTO parked_events (item_id, event_id, value, parked_at, deadline) VALUES (?, ?, ?, ?, ?)",
+                [(p.event.item_id, p.event.event_id, p.value, now, p.deadline) for p in plan.parked],
+            )
+            await conn.executemany("DELETE FROM parked_events WHERE id = ?", [(pid,) for pid in plan.unparked])
+            changes = [*plan.item_changes(), *(o.change_payload(now) for o in plan.outcomes)]
+            await conn.executemany(
+                "INSERT INTO changes (kind, item_id, payload, created_at) VALUES (?, ?, ?, ?)",
+                [(c["kind"], c["item_id"], _dumps(c), now) for c in changes],
+            )
+            await conn.executemany(
+                'INSERT OR IGNORE INTO dead_letters (topic, partition, "offset", key, value, headers, error, '
+                "attempts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        d.topic, d.partition, d.offset, d.key, d.value,
+                        json.dumps([[k, v.decode("latin-1")] for k, v in d.headers]), d.error, d.attempts, now,
+                    )
+                    for d in dead_letters
+                ],
+            )  # fmt: skip
+            await conn.executemany(
+                "INSERT INTO consumer_positions (topic, partition, next_offset) VALUES (?, ?, ?) "
+                "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                [(t, p, o) for (t, p), o in plan.positions.items()],
+            )
+            await conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            await conn.execute("ROLLBACK")
+            raise Conflict(f"unique key taken meanwhile: {exc}") from None
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+
+    async def _guard_positions(self, expected: dict[TopicPartition, int | None]) -> None:
+        """Positions must be what the batch was planned against, or another writer got there first."""
+        if not expected:
+            return
+        stored = await self.positions(list(expected))
+        for tp, position in expected.items():
+            if stored.get(tp) != position:
+                raise Conflict(f"{tp[0]}[{tp[1]}] moved to {stored.get(tp)} since it was read")
+
+    async def _write_items(self, plan: Plan) -> None:
+        conn = self.conn
+        await conn.executemany(
+            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (i.id, i.sku, i.name, i.description, i.version, i.created_at, i.updated_at, i.deleted_at)
+                for i in plan.new_items.values()
+            ],
+        )
+        updates = [
+            (i.sku, i.name, i.description, i.version, i.updated_at, i.deleted_at, i.id, base)
+            for i, base in plan.changed_items.values()
+        ]
+        if updates:
+            cursor = await conn.executemany(
+                "UPDATE items SET sku = ?, name = ?, description = ?, version = ?, updated_at = ?, deleted_at = ? "
+                "WHERE id = ? AND version = ?",
+                updates,
+            )
+            if cursor.rowcount != len(updates):
+                raise Conflict("an item's version moved on since it was read")
+
+    async def _write_levels(self, plan: Plan) -> None:
+        conn = self.conn
+        inserts = [
+            (item_id, lv.location, lv.quantity, lv.reserved, lv.version, lv.updated_at)
+            for (item_id, _), (lv, base) in plan.levels.items()
+            if base is None
+        ]
+        updates = [
+            (lv.quantity, lv.reserved, lv.version, lv.updated_at, item_id, lv.location, base)
+            for (item_id, _), (lv, base) in plan.levels.items()
+            if base is not None
+        ]
+        await conn.executemany(
+            "INSERT INTO stock_levels (item_id, location, quantity, reserved, version, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            inserts,
+        )
+        if updates:
+            cursor = await conn.executemany(
+                "UPDATE stock_levels SET quantity = ?, reserved = ?, version = ?, updated_at = ? "
+                "WHERE item_id = ? AND location = ? AND version = ?",
+                updates,
+            )
+            if cursor.rowcount != len(updates):
+                raise Conflict("a stock level's version moved on since it was read")

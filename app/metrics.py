@@ -1,0 +1,29 @@
+"""Prometheus metrics of every role (served at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+COMMANDS_ACCEPTED = Counter("inventory_commands_accepted_total", "Commands answered 202 (durably in the log)", ["type"])
+COMMANDS_REFUSED = Counter(
+    "inventory_commands_refused_total", "Commands refused before publishing (4xx/503)", ["type", "reason"]
+)
+OUTCOMES = Counter(
+    "inventory_command_outcomes_total",
+    "Command outcomes applied by the listener",
+    ["type", "status", "reason"],
+)
+EVENTS_APPLIED = Counter("inventory_events_applied_total", "Events consumed and committed by the listener")
+DUPLICATES_SKIPPED = Counter("inventory_events_duplicate_total", "Redelivered or duplicated events skipped")
+DEAD_LETTERS = Counter("inventory_dead_letters_total", "Messages sent to the dead-letter topic", ["kind"])
+CONFLICTS = Counter("inventory_write_conflicts_total", "Optimistic-lock conflicts retried by the listener")
+RETRIES = Counter("inventory_listener_retries_total", "Batches retried after a failure", ["kind"])
+CONSUMER_LAG = Gauge("inventory_consumer_lag", "Messages behind the end of the command topics")
+OUTBOX_BACKLOG = Gauge("inventory_outbox_backlog", "Change records committed but not yet published")
+APPLY_SECONDS = Histogram(
+    "inventory_apply_batch_seconds",
+    "Time to apply and commit one batch",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+CACHE_LOOKUPS = Counter("inventory_cache_lookups_total", "Read-cache lookups", ["result"])
+SSE_CLIENTS = Gauge("inventory_sse_clients", "Connected server-sent-event clients")

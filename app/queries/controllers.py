@@ -1,0 +1,206 @@
+"""HTTP entrypoints of the query service."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, get
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+
+from app.auth.roles import Role
+from app.commands.schemas import ErrorBody
+from app.domain.commands import FieldError, InvalidCommand, check_item_id
+from app.domain.model import SKU_PATTERN
+from app.http.auth import requires
+from app.http.errors import ApiError
+from app.queries.service import ItemNotFound, QueryService
+from app.reader import SORTS
+from app.settings import Settings
+
+MAX_PAGE_SIZE = 100
+MAX_QUERY_LENGTH = 100
+NOT_FOUND = {
+    404: ResponseSpec(ErrorBody, description="No such item (or deleted)"),
+    400: ResponseSpec(ErrorBody),
+}
+
+
+class LevelBody(msgspec.Struct):
+    location: str
+    quantity: int
+    reserved: int
+    available: int
+    version: int
+    updated_at: str
+
+
+class ItemBody(msgspec.Struct):
+    id: str
+    sku: str
+    name: str
+    description: str
+    quantity: int
+    reserved: int
+    available: int
+    version: int
+    created_at: str
+    updated_at: str
+    locations: list[LevelBody]
+
+
+class StockBody(msgspec.Struct):
+    id: str
+    sku: str
+    quantity: int
+    reserved: int
+    available: int
+    version: int
+    updated_at: str
+    locations: list[LevelBody]
+
+
+class ItemPageBody(msgspec.Struct):
+    items: list[ItemBody]
+    total: int
+    page: int
+    page_size: int
+    total_pages: int
+
+
+class HistoryEntry(msgspec.Struct):
+    id: int
+    type: str
+    location: str | None
+    quantity_delta: int
+    reserved_delta: int
+    quantity_after: int | None
+    reserved_after: int | None
+    version: int
+    actor: str
+    command_id: str
+    note: str | None
+    occurred_at: str
+    applied_at: str
+
+
+class HistoryBody(msgspec.Struct):
+    item_id: str
+    entries: list[HistoryEntry]
+    next_before: int | None
+
+
+def _not_found(what: str) -> ApiError:
+    return ApiError(404, "no such item", details={"item": what})
+
+
+def _item(view: dict[str, Any]) -> ItemBody:
+    return msgspec.convert(view, ItemBody)
+
+
+def check_sku(sku: str) -> str:
+    if not SKU_PATTERN.match(sku):
+        raise InvalidCommand([FieldError("sku", "must be 1-64 characters of A-Z a-z 0-9 . _ -")])
+    return sku
+
+
+def check_location(location: str | None, settings: Settings) -> str | None:
+    if location is None or location.strip() == "":
+        return None
+    code = location.strip().upper()
+    if code not in settings.locations:
+        raise InvalidCommand([FieldError("location", f"unknown location; known: {', '.join(settings.locations)}")])
+    return code
+
+
+class ItemQueryController(Controller):
+    path = "/api/v1/inventory/items"
+    tags = ["queries"]
+    guards = [requires(Role.VIEWER)]
+
+    @get(
+        "",
+        summary="List items (search, location filter, sort, pages)",
+        responses={400: ResponseSpec(ErrorBody)},
+    )
+    async def list_items(
+        self,
+        queries: QueryService,
+        settings: Settings,
+        page: Annotated[int, Parameter(description="1-based; out-of-range values are clamped")] = 1,
+        page_size: Annotated[int, Parameter(description=f"1-{MAX_PAGE_SIZE}, clamped")] = 10,
+        q: Annotated[str | None, Parameter(description="matches sku or name (substring)")] = None,
+        location: Annotated[str | None, Parameter(description="only items stocked at this location")] = None,
+        sort: Annotated[str, Parameter(description=f"one of {', '.join(SORTS)}")] = "sku",
+    ) -> ItemPageBody:
+        if sort not in SORTS:
+            raise InvalidCommand([FieldError("sort", f"must be one of {', '.join(SORTS)}")])
+        if q is not None and len(q) > MAX_QUERY_LENGTH:
+            raise InvalidCommand([FieldError("q", f"must be at most {MAX_QUERY_LENGTH} characters")])
+        page_size = max(1, min(page_size, MAX_PAGE_SIZE))
+        page = max(1, min(page, 1_000_000))
+        result = await queries.list_items(
+            page=page,
+            page_size=page_size,
+            q=(q or "").strip() or None,
+            location=check_location(location, settings),
+            sort=sort,
+        )
+        return ItemPageBody(
+            items=[_item(view) for view in result.items],
+            total=result.total,
+            page=result.page,
+            page_size=result.page_size,
+            total_pages=result.total_pages,
+        )
+
+    @get("/{item_id:str}", summary="One item with its levels per location", responses=NOT_FOUND)
+    async def get_item(self, item_id: str, queries: QueryService) -> ItemBody:
+        item_id = check_item_id(item_id)
+        try:
+            return _item(await queries.item(item_id))
+        except ItemNotFound:
+            raise _not_found(item_id) from None
+
+    @get("/sku/{sku:str}", summary="One item by SKU", responses=NOT_FOUND)
+    async def get_item_by_sku(self, sku: str, queries: QueryService) -> ItemBody:
+        try:
+            return _item(await queries.item_by_sku(check_sku(sku)))
+        except ItemNotFound:
+            raise _not_found(sku) from None
+
+    @get("/{item_id:str}/stock", summary="Stock of one item", responses=NOT_FOUND)
+    async def get_stock(self, item_id: str, queries: QueryService) -> StockBody:
+        item_id = check_item_id(item_id)
+        try:
+            return msgspec.convert(queries.stock_view(await queries.item(item_id)), StockBody)
+        except ItemNotFound:
+            raise _not_found(item_id) from None
+
+    @get("/sku/{sku:str}/stock", summary="Stock of one item by SKU", responses=NOT_FOUND)
+    async def get_stock_by_sku(self, sku: str, queries: QueryService) -> StockBody:
+        try:
+            return msgspec.convert(queries.stock_view(await queries.item_by_sku(check_sku(sku))), StockBody)
+        except ItemNotFound:
+            raise _not_found(sku) from None
+
+    @get("/{item_id:str}/history", summary="Applied changes of an item, newest first", responses=NOT_FOUND)
+    async def get_history(
+        self,
+        item_id: str,
+        queries: QueryService,
+        limit: Annotated[int, Parameter(description="1-200, clamped")] = 50,
+        before: Annotated[int | None, Parameter(description="entries older than this id (paging)")] = None,
+    ) -> HistoryBody:
+        item_id = check_item_id(item_id)
+        limit = max(1, min(limit, 200))
+        try:
+            entries = await queries.history(item_id, limit=limit, before=before)
+        except ItemNotFound:
+            raise _not_found(item_id) from None
+        return HistoryBody(
+            item_id=item_id,
+            entries=[msgspec.convert(e, HistoryEntry) for e in entries],
+            next_before=entries[-1]["id"] if len(entries) == limit else None,
+        )

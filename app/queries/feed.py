@@ -1,0 +1,119 @@
+"""Follow the change feed and fan every change out to this process's subscribers.
+
+Each query process reads ``inventory.changes`` from its end (no consumer group: every process
+needs every change), keeps the freshness floor and the in-process cache current, and
+publishes each change to the in-process Litestar channel that SSE connections subscribe to.
+Changes missed while the feed was away are read back from the outbox table by sequence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from litestar.channels import ChannelsPlugin
+
+from app.cache.base import CacheUnavailable, ItemCache, entries_from_changes
+from app.domain.events import CHANGES_TOPIC
+from app.eventlog.base import EventLog, LogUnavailable
+from app.queries.service import FreshnessFloor
+from app.reader import InventoryReader, ReadModelUnavailable
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "changes"
+PING_SECONDS = 15.0
+PING = b'{"kind":"ping"}'
+GAP_PAGE = 1000
+
+
+class ChangeFeed:
+    def __init__(
+        self,
+        event_log: EventLog,
+        reader: InventoryReader,
+        floor: FreshnessFloor,
+        cache: ItemCache | None,
+        channels: ChannelsPlugin | None = None,
+    ) -> None:
+        self._log = event_log
+        self._reader = reader
+        self._floor = floor
+        self._cache = cache
+        self.channels = channels
+        self.connected = False
+        self.last_seq = 0
+        self.subscribers = 0
+        self._last_sent = time.monotonic()
+
+    async def run(self) -> None:
+        self.last_seq = await self._newest_seq()
+        while True:
+            consumer = self._log.consumer([CHANGES_TOPIC], group_id=None, start_at="latest")
+            try:
+                await consumer.start()
+                self.connected = True
+                # Whatever was committed while we were not listening comes from the outbox.
+                await self._catch_up(await self._newest_seq())
+                while True:
+                    records = await consumer.fetch(GAP_PAGE, timeout=1.0)
+                    for record in records:
+                        if record.value is not None:
+                            await self._receive(json.loads(record.value))
+                    self._keep_alive()
+            except LogUnavailable as exc:
+                if self.connected:
+                    log.warning("change feed lost, reconnecting: %s", exc)
+                self.connected = False
+                await asyncio.sleep(1.0)
+            finally:
+                await consumer.stop()
+
+    async def _newest_seq(self) -> int:
+        try:
+            return (await self._reader.seq_range())[1]
+        except ReadModelUnavailable:
+            return self.last_seq
+
+    async def _receive(self, change: dict[str, Any]) -> None:
+        seq = int(change["seq"])
+        if seq <= self.last_seq:
+            return
+        if seq > self.last_seq + 1:
+            await self._catch_up(seq - 1)
+        await self._deliver([change])
+
+    async def _catch_up(self, up_to: int) -> None:
+        while self.last_seq < up_to:
+            try:
+                rows = await self._reader.changes_after(self.last_seq, GAP_PAGE)
+            except ReadModelUnavailable:
+                return
+            rows = [(s, p) for s, p in rows if s <= up_to]
+            if not rows:
+                return
+            await self._deliver([{"seq": s, **json.loads(p)} for s, p in rows])
+
+    async def _deliver(self, changes: list[dict[str, Any]]) -> None:
+        for change in changes:
+            if change["kind"] == "item":
+                self._floor.raise_to(change["item_id"], change["version"])
+            self.last_seq = max(self.last_seq, int(change["seq"]))
+            if self.channels is not None:
+                self.channels.publish(json.dumps(change, separators=(",", ":")).encode(), CHANNEL)
+        if self._cache is not None:
+            items, outcomes = entries_from_changes(changes)
+            try:
+                await self._cache.put_items(items)
+                await self._cache.put_outcomes(outcomes)
+            except CacheUnavailable:
+                pass  # reads fall back to SQLite; nothing is lost
+        self._last_sent = time.monotonic()
+
+    def _keep_alive(self) -> None:
+        if self.channels is not None and time.monotonic() - self._last_sent >= PING_SECONDS:
+            self.channels.publish(PING, CHANNEL)
+            self._last_sent = time.monotonic()

@@ -1,0 +1,196 @@
+"""Settings read once from ``INVENTORY_*`` environment variables.
+
+Every value is checked when the process starts: a bad value stops it with a message that names
+the variable, instead of failing later on the first request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, TypeVar
+
+Env = Literal["dev", "prod"]
+T = TypeVar("T")
+
+LOCATION_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,15}$")
+MIN_SECRET_LENGTH = 32
+PORTS = {"all": 8000, "command": 8080, "query": 8081, "listener": 8082}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: Env = "dev"
+    data_dir: Path = Path("data")
+    kafka_bootstrap: str | None = None
+    redis_url: str | None = None
+    jwt_secret: str = ""
+    jwt_ttl_seconds: int = 3600
+    cache_ttl_seconds: int = 300
+    log_level: str = "INFO"
+    locations: tuple[str, ...] = ("MAIN",)
+    default_location: str = "MAIN"
+    # How long a stock event waits for its item's create when it overtook it (DESIGN §5).
+    orphan_wait_seconds: float = 10.0
+    # Upper bound on waiting for the broker's ack before answering 503.
+    publish_timeout_seconds: float = 5.0
+    max_body_bytes: int = 64 * 1024
+    listener_batch_size: int = 500
+    listener_max_attempts: int = 5
+    retry_base_seconds: float = 0.05
+    retry_max_seconds: float = 5.0
+    low_stock_threshold: int = 5
+    login_attempts_per_minute: int = 10
+    # Where browsers send commands in the split deployment (empty = same origin).
+    command_base_url: str = ""
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def embedded(self) -> bool:
+        return self.kafka_bootstrap is None
+
+    @property
+    def inventory_db(self) -> Path:
+        return self.data_dir / "inventory.db"
+
+    @property
+    def commands_db(self) -> Path:
+        return self.data_dir / "commands.db"
+
+    @property
+    def users_db(self) -> Path:
+        return self.data_dir / "users.db"
+
+    @property
+    def event_log_db(self) -> Path:
+        return self.data_dir / "eventlog.db"
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _parsed(env: Mapping[str, str], name: str, parse: Callable[[str], T], default: T, what: str) -> T:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        return parse(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError
+    return value
+
+
+def _jwt_secret(env: Mapping[str, str], app_env: Env, data_dir: Path) -> str:
+    secret = _text(env, "INVENTORY_JWT_SECRET")
+    if secret is not None:
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise ConfigError(f"INVENTORY_JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters")
+        if app_env == "prod" and secret.startswith("dev-"):
+            raise ConfigError("INVENTORY_JWT_SECRET looks like a development secret; prod refuses it")
+        return secret
+    if app_env == "prod":
+        raise ConfigError("INVENTORY_JWT_SECRET must be set when INVENTORY_ENV=prod")
+    # In dev every role on this machine shares the data directory, so a secret generated once
+    # and kept there is valid on every role without anyone choosing a weak default.
+    path = data_dir / ".jwt-secret"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    generated = "dev-" + secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(generated)
+    return generated
+
+
+def _locations(env: Mapping[str, str]) -> tuple[tuple[str, ...], str]:
+    raw = _text(env, "INVENTORY_LOCATIONS") or "MAIN"
+    codes = tuple(code.strip().upper() for code in raw.split(",") if code.strip())
+    bad = [code for code in codes if not LOCATION_CODE.match(code)]
+    if not codes or bad:
+        raise ConfigError(
+            f"INVENTORY_LOCATIONS must be a comma-separated list of codes like MAIN,S001 (bad: {bad or raw!r})"
+        )
+    if len(set(codes)) != len(codes):
+        raise ConfigError("INVENTORY_LOCATIONS lists a location twice")
+    default = (_text(env, "INVENTORY_DEFAULT_LOCATION") or codes[0]).upper()
+    if default not in codes:
+        raise ConfigError(f"INVENTORY_DEFAULT_LOCATION {default!r} is not in INVENTORY_LOCATIONS")
+    return codes, default
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting; raise ConfigError naming the first bad variable."""
+    env = os.environ if env is None else env
+    app_env = (_text(env, "INVENTORY_ENV") or "dev").lower()
+    if app_env not in ("dev", "prod"):
+        raise ConfigError(f"INVENTORY_ENV must be 'dev' or 'prod', got {app_env!r}")
+    checked_env: Env = "prod" if app_env == "prod" else "dev"
+    data_dir = Path(_text(env, "INVENTORY_DATA_DIR") or "data").expanduser().resolve()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"INVENTORY_DATA_DIR {str(data_dir)!r} is not a directory")
+
+    kafka = _text(env, "INVENTORY_KAFKA_BOOTSTRAP")
+    if kafka is not None and not re.match(r"^[\w.-]+:\d{1,5}(,[\w.-]+:\d{1,5})*$", kafka):
+        raise ConfigError(f"INVENTORY_KAFKA_BOOTSTRAP must look like host:port[,host:port], got {kafka!r}")
+    redis_url = _text(env, "INVENTORY_REDIS_URL")
+    if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"INVENTORY_REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}")
+    log_level = (_text(env, "INVENTORY_LOG_LEVEL") or "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"INVENTORY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+    locations, default_location = _locations(env)
+    cors = tuple(o.strip() for o in (_text(env, "INVENTORY_CORS_ORIGINS") or "").split(",") if o.strip())
+
+    return Settings(
+        env=checked_env,
+        data_dir=data_dir,
+        kafka_bootstrap=kafka,
+        redis_url=redis_url,
+        jwt_secret=_jwt_secret(env, checked_env, data_dir),
+        jwt_ttl_seconds=_parsed(env, "INVENTORY_JWT_TTL", _positive_int, 3600, "a positive number of seconds"),
+        cache_ttl_seconds=_parsed(env, "INVENTORY_CACHE_TTL", _positive_int, 300, "a positive number of seconds"),
+        log_level=log_level,
+        locations=locations,
+        default_location=default_location,
+        orphan_wait_seconds=_parsed(env, "INVENTORY_ORPHAN_WAIT", _positive_float, 10.0, "a positive number"),
+        publish_timeout_seconds=_parsed(
+            env, "INVENTORY_PUBLISH_TIMEOUT", _positive_float, 5.0, "a positive number of seconds"
+        ),
+        max_body_bytes=_parsed(env, "INVENTORY_MAX_BODY_BYTES", _positive_int, 64 * 1024, "a positive integer"),
+        listener_batch_size=_parsed(env, "INVENTORY_LISTENER_BATCH", _positive_int, 500, "a positive integer"),
+        listener_max_attempts=_parsed(env, "INVENTORY_LISTENER_MAX_ATTEMPTS", _positive_int, 5, "a positive integer"),
+        retry_base_seconds=_parsed(env, "INVENTORY_RETRY_BASE", _positive_float, 0.05, "a positive number"),
+        retry_max_seconds=_parsed(env, "INVENTORY_RETRY_MAX", _positive_float, 5.0, "a positive number"),
+        low_stock_threshold=_parsed(env, "INVENTORY_LOW_STOCK_THRESHOLD", _positive_int, 5, "a positive integer"),
+        login_attempts_per_minute=_parsed(
+            env, "INVENTORY_LOGIN_ATTEMPTS_PER_MINUTE", _positive_int, 10, "a positive integer"
+        ),
+        command_base_url=(_text(env, "INVENTORY_COMMAND_BASE_URL") or "").rstrip("/"),
+        cors_origins=cors,
+    )
