@@ -45,7 +45,10 @@ ROLES: tuple[ServiceRole, ...] = ("all", "command", "query", "listener")
 def build_event_log(settings: Settings, client_id: str) -> EventLog:
     if settings.kafka_bootstrap:
         return KafkaEventLog(
-            settings.kafka_bootstrap, client_id=client_id, publish_timeout=settings.publish_timeout_seconds
+            settings.kafka_bootstrap,
+            client_id=client_id,
+            publish_timeout=settings.publish_timeout_seconds,
+            topic_prefix=settings.kafka_topic_prefix,
         )
     return EmbeddedEventLog(settings.event_log_db)
 

@@ -31,6 +31,7 @@ class Settings:
     env: Env = "dev"
     data_dir: Path = Path("data")
     kafka_bootstrap: str | None = None
+    kafka_topic_prefix: str = ""
     redis_url: str | None = None
     jwt_secret: str = ""
     jwt_ttl_seconds: int = 3600
@@ -158,6 +159,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     kafka = _text(env, "INVENTORY_KAFKA_BOOTSTRAP")
     if kafka is not None and not re.match(r"^[\w.-]+:\d{1,5}(,[\w.-]+:\d{1,5})*$", kafka):
         raise ConfigError(f"INVENTORY_KAFKA_BOOTSTRAP must look like host:port[,host:port], got {kafka!r}")
+    prefix = _text(env, "INVENTORY_KAFKA_TOPIC_PREFIX") or ""
+    if not re.match(r"^[A-Za-z0-9._-]{0,100}$", prefix):
+        raise ConfigError(f"INVENTORY_KAFKA_TOPIC_PREFIX may only hold A-Z a-z 0-9 . _ -, got {prefix!r}")
     redis_url = _text(env, "INVENTORY_REDIS_URL")
     if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"INVENTORY_REDIS_URL must start with redis://, rediss:// or unix://, got {redis_url!r}")
@@ -171,6 +175,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         env=checked_env,
         data_dir=data_dir,
         kafka_bootstrap=kafka,
+        kafka_topic_prefix=prefix,
         redis_url=redis_url,
         jwt_secret=_jwt_secret(env, checked_env, data_dir),
         jwt_ttl_seconds=_parsed(env, "INVENTORY_JWT_TTL", _positive_int, 3600, "a positive number of seconds"),

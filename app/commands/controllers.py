@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 from app.auth.roles import Role
 from app.auth.tokens import Principal
@@ -63,17 +63,17 @@ WAITED = {
 
 PreferHeader = Annotated[
     str | None,
-    Parameter(
-        header="Prefer",
+    HeaderParameter(
+        name="Prefer",
         description="RFC 7240 'wait=N' (N <= 30 s): answer with the outcome if it comes in time",
     ),
 ]
 IdempotencyHeader = Annotated[
-    str | None, Parameter(header="Idempotency-Key", description="repeat-safe key (printable ASCII, 1-255)")
+    str | None, HeaderParameter(name="Idempotency-Key", description="repeat-safe key (printable ASCII, 1-255)")
 ]
 IfMatchHeader = Annotated[
     str | None,
-    Parameter(header="If-Match", description="the item version the command expects (optimistic lock)"),
+    HeaderParameter(name="If-Match", description="the item version the command expects (optimistic lock)"),
 ]
 
 

@@ -38,10 +38,14 @@ RECONNECT_INTERVAL_SECONDS = 1.0
 
 
 class KafkaEventLog:
-    def __init__(self, bootstrap: str, *, client_id: str, publish_timeout: float = 5.0) -> None:
+    """Topic names are the logical ones of DESIGN §4; ``topic_prefix`` puts a whole deployment
+    (or a test) in a namespace of its own on a shared cluster."""
+
+    def __init__(self, bootstrap: str, *, client_id: str, publish_timeout: float = 5.0, topic_prefix: str = "") -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
         self.publish_timeout = publish_timeout
+        self.prefix = topic_prefix
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
         self._last_attempt = 0.0
@@ -89,13 +93,13 @@ class KafkaEventLog:
         try:
             await admin.start()
             existing = set(await admin.list_topics())
-            missing = [spec for spec in specs if spec.name not in existing]
+            missing = [spec for spec in specs if self.prefix + spec.name not in existing]
             if not missing:
                 return
             response = await admin.create_topics(
                 [
                     NewTopic(
-                        name=spec.name,
+                        name=self.prefix + spec.name,
                         num_partitions=spec.partitions,
                         replication_factor=1,
                         topic_configs={"retention.ms": str(spec.retention_ms or -1)},
@@ -117,7 +121,10 @@ class KafkaEventLog:
         producer = await self._ready_producer()
 
         async def send_all() -> None:
-            futures = [await producer.send(m.topic, m.value, key=m.key, headers=list(m.headers)) for m in messages]
+            futures = [
+                await producer.send(self.prefix + m.topic, m.value, key=m.key, headers=list(m.headers))
+                for m in messages
+            ]
             await asyncio.gather(*futures)
 
         try:
@@ -133,7 +140,14 @@ class KafkaEventLog:
         start_at: StartAt = "earliest",
         positions: PositionLoader | None = None,
     ) -> EventConsumer:
-        return KafkaConsumer(self.bootstrap, list(topics), group_id=group_id, start_at=start_at, positions=positions)
+        return KafkaConsumer(
+            self.bootstrap,
+            list(topics),
+            group_id=None if group_id is None else self.prefix + group_id,
+            start_at=start_at,
+            positions=positions,
+            prefix=self.prefix,
+        )
 
     async def ping(self) -> bool:
         try:
@@ -146,22 +160,22 @@ class KafkaEventLog:
 class _SeekToOurPositions(ConsumerRebalanceListener):  # type: ignore[misc]
     """On every assignment, continue from the positions stored with our own data."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, loader: PositionLoader | None) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, loader: PositionLoader | None, prefix: str) -> None:
         self._consumer = consumer
         self._loader = loader
+        self._prefix = prefix
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         return None
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        tps: list[TP] = [(tp.topic, tp.partition) for tp in assigned]
+        tps: list[TP] = [(tp.topic.removeprefix(self._prefix), tp.partition) for tp in assigned]
         known = await self._loader(tps) if self._loader else {}
         for tp in assigned:
-            offset = known.get((tp.topic, tp.partition))
-            if offset is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, offset)
+            # Offset 0 for partitions we never read: if retention removed it, the consumer's
+            # auto_offset_reset ("earliest") moves to the first one kept. seek_to_beginning()
+            # here would race with the seeks of the other partitions.
+            self._consumer.seek(tp, known.get((tp.topic.removeprefix(self._prefix), tp.partition), 0))
         log.info("assigned %s", ", ".join(f"{t}[{p}]" for t, p in sorted(tps)))
 
 
@@ -174,9 +188,11 @@ class KafkaConsumer:
         group_id: str | None,
         start_at: StartAt,
         positions: PositionLoader | None,
+        prefix: str = "",
     ) -> None:
         self._bootstrap = bootstrap
-        self._topics = topics
+        self._prefix = prefix
+        self._topics = [prefix + topic for topic in topics]
         self._group_id = group_id
         self._start_at = start_at
         self._loader = positions
@@ -195,7 +211,9 @@ class KafkaConsumer:
         try:
             await consumer.start()
             if self._group_id is not None:
-                consumer.subscribe(topics=self._topics, listener=_SeekToOurPositions(consumer, self._loader))
+                consumer.subscribe(
+                    topics=self._topics, listener=_SeekToOurPositions(consumer, self._loader, self._prefix)
+                )
             else:
                 await self._assign_all(consumer)
         except (KafkaError, OSError) as exc:
@@ -205,22 +223,32 @@ class KafkaConsumer:
         self._consumer = consumer
 
     async def _assign_all(self, consumer: AIOKafkaConsumer) -> None:
-        await consumer.topics()  # loads metadata, so partitions_for_topic answers
-        tps = [
-            TopicPartition(topic, p)
-            for topic in self._topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+        # A topic created a moment ago may not be in the metadata yet: ask until it is.
+        deadline = time.monotonic() + 30
+        while True:
+            # topics() fetches fresh metadata but does not keep it; ask the fetched copy.
+            cluster = await consumer._client.fetch_all_metadata()
+            known = {topic: cluster.partitions_for_topic(topic) for topic in self._topics}
+            if all(known.values()) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        missing = [topic for topic, partitions in known.items() if not partitions]
+        if missing:
+            raise LogUnavailable(f"topics not found: {', '.join(missing)}")
+        tps = [TopicPartition(topic, p) for topic in self._topics for p in sorted(known[topic] or ())]
         consumer.assign(tps)
-        known = await self._loader([(tp.topic, tp.partition) for tp in tps]) if self._loader else {}
+        logical = [(tp.topic.removeprefix(self._prefix), tp.partition) for tp in tps]
+        known = await self._loader(logical) if self._loader else {}
+        # One reset call for all partitions first, then our own positions: a reset running
+        # alongside individual seeks can undo them.
+        if self._start_at == "latest":
+            await consumer.seek_to_end(*tps)
+        else:
+            await consumer.seek_to_beginning(*tps)
         for tp in tps:
-            offset = known.get((tp.topic, tp.partition))
+            offset = known.get((tp.topic.removeprefix(self._prefix), tp.partition))
             if offset is not None:
                 consumer.seek(tp, offset)
-            elif self._start_at == "latest":
-                await consumer.seek_to_end(tp)
-            else:
-                await consumer.seek_to_beginning(tp)
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -236,7 +264,7 @@ class KafkaConsumer:
             raise LogUnavailable(f"fetch failed: {exc!r}") from None
         return [
             Record(
-                topic=r.topic,
+                topic=r.topic.removeprefix(self._prefix),
                 partition=r.partition,
                 offset=r.offset,
                 key=r.key,
@@ -252,7 +280,11 @@ class KafkaConsumer:
         if self._consumer is None or self._group_id is None:
             return
         assigned = self._consumer.assignment()
-        offsets = {TopicPartition(t, p): o for (t, p), o in positions.items() if TopicPartition(t, p) in assigned}
+        offsets = {
+            TopicPartition(self._prefix + t, p): o
+            for (t, p), o in positions.items()
+            if TopicPartition(self._prefix + t, p) in assigned
+        }
         if not offsets:
             return
         try:
@@ -265,7 +297,7 @@ class KafkaConsumer:
         assert self._consumer is not None
         assigned = self._consumer.assignment()
         for (topic, partition), offset in positions.items():
-            tp = TopicPartition(topic, partition)
+            tp = TopicPartition(self._prefix + topic, partition)
             if tp in assigned:
                 self._consumer.seek(tp, offset)
 

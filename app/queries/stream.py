@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from litestar import get
 from litestar.channels import ChannelsPlugin
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.auth.roles import Role
@@ -114,7 +114,7 @@ def _reset(seq: int) -> ServerSentEventMessage:
 )
 async def stream_changes(
     change_stream: ChangeStream,
-    last_event_id: Annotated[str | None, Parameter(header="Last-Event-ID")] = None,
+    last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
     after: Annotated[
         int | None, Parameter(description="resume after this sequence (for clients without headers)")
     ] = None,

@@ -1,0 +1,79 @@
+"""Build command events and read the inventory database the way an auditor would."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+from app.clock import utc_now
+from app.domain.events import (
+    Event,
+    EventData,
+    EventType,
+    ItemCreatedData,
+    StockAdjustedData,
+    StockMovedData,
+    encode_event,
+)
+from app.eventlog.base import Message
+
+
+def event(event_type: EventType, item_id: str, data: EventData, *, location: str = "MAIN", **extra: Any) -> Event:
+    return Event(
+        event_id=extra.pop("event_id", str(uuid.uuid4())),
+        event_type=event_type,
+        item_id=item_id,
+        location=location,
+        command_id=extra.pop("command_id", str(uuid.uuid4())),
+        request_id="test",
+        actor="tester",
+        occurred_at=utc_now(),
+        data=data,
+        **extra,
+    )
+
+
+def create(item_id: str, sku: str, quantity: int = 0, **extra: Any) -> Event:
+    return event(
+        EventType.ITEM_CREATED, item_id, ItemCreatedData(sku=sku, name=f"Item {sku}", quantity=quantity), **extra
+    )
+
+
+def adjust(item_id: str, delta: int, **extra: Any) -> Event:
+    return event(EventType.STOCK_ADJUSTED, item_id, StockAdjustedData(quantity=delta), **extra)
+
+
+def reserve(item_id: str, quantity: int = 1, **extra: Any) -> Event:
+    return event(EventType.STOCK_RESERVED, item_id, StockMovedData(quantity=quantity), **extra)
+
+
+def release(item_id: str, quantity: int = 1, **extra: Any) -> Event:
+    return event(EventType.STOCK_RELEASED, item_id, StockMovedData(quantity=quantity), **extra)
+
+
+def message(e: Event) -> Message:
+    return Message(e.topic, e.item_id.encode(), encode_event(e), tuple(e.headers()))
+
+
+def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def level(db: Path, item_id: str, location: str = "MAIN") -> tuple[int, int] | None:
+    rows = query(
+        db, "SELECT quantity, reserved FROM stock_levels WHERE item_id = ? AND location = ?", (item_id, location)
+    )
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def outcomes(db: Path) -> dict[str, tuple[str, str | None]]:
+    return {
+        cid: (status, reason)
+        for cid, status, reason in query(db, "SELECT command_id, status, reason FROM command_outcomes")
+    }

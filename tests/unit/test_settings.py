@@ -1,0 +1,57 @@
+"""Settings: bad configuration stops the start with a message naming the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.settings import ConfigError, load_settings
+
+
+def env(tmp_path: Path, **values: str) -> dict[str, str]:
+    return {"INVENTORY_DATA_DIR": str(tmp_path), **values}
+
+
+def test_defaults_run_embedded_with_a_generated_dev_secret(tmp_path: Path) -> None:
+    settings = load_settings(env(tmp_path))
+    assert settings.embedded and settings.redis_url is None
+    assert settings.cache_ttl_seconds == 300
+    assert settings.default_location == "MAIN"
+    assert len(settings.jwt_secret) >= 32
+    # the same secret next time: every role on the machine shares it
+    assert load_settings(env(tmp_path)).jwt_secret == settings.jwt_secret
+    assert (tmp_path / ".jwt-secret").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("INVENTORY_CACHE_TTL", "soon"),
+        ("INVENTORY_CACHE_TTL", "-5"),
+        ("INVENTORY_ENV", "staging"),
+        ("INVENTORY_KAFKA_BOOTSTRAP", "not a host"),
+        ("INVENTORY_REDIS_URL", "localhost:6379"),
+        ("INVENTORY_LOG_LEVEL", "LOUD"),
+        ("INVENTORY_LOCATIONS", "MAIN,bad code"),
+        ("INVENTORY_DEFAULT_LOCATION", "NOWHERE"),
+        ("INVENTORY_JWT_SECRET", "short"),
+        ("INVENTORY_ORPHAN_WAIT", "nan"),
+    ],
+)
+def test_a_bad_value_names_its_variable(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings(env(tmp_path, **{name: value}))
+
+
+def test_prod_refuses_a_missing_or_development_secret(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="must be set"):
+        load_settings(env(tmp_path, INVENTORY_ENV="prod"))
+    with pytest.raises(ConfigError, match="development secret"):
+        load_settings(env(tmp_path, INVENTORY_ENV="prod", INVENTORY_JWT_SECRET="dev-" + "x" * 40))
+    assert load_settings(env(tmp_path, INVENTORY_ENV="prod", INVENTORY_JWT_SECRET="p" * 40)).env == "prod"
+
+
+def test_locations_are_upper_cased_and_the_first_is_the_default(tmp_path: Path) -> None:
+    settings = load_settings(env(tmp_path, INVENTORY_LOCATIONS="s001, main"))
+    assert settings.locations == ("S001", "MAIN") and settings.default_location == "S001"
