@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import HeaderParameter
+from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from app.auth.roles import Role
 from app.auth.tokens import Principal
@@ -106,7 +107,7 @@ class CommandController(Controller):
     async def _submit(
         self,
         request: Request[Principal, Any, Any],
-        service: CommandService,
+        service: NamedDependency[CommandService],
         command: CommandRequest,
         *,
         precheck: Callable[[], Awaitable[None]],
@@ -144,9 +145,9 @@ class CommandController(Controller):
     async def create_item(
         self,
         request: Request[Principal, Any, Any],
-        data: CreateItem,
-        service: CommandService,
-        settings: Settings,
+        data: JSONBody[CreateItem],
+        service: NamedDependency[CommandService],
+        settings: NamedDependency[Settings],
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
     ) -> Response[bytes]:
@@ -181,10 +182,10 @@ class CommandController(Controller):
     async def update_item(
         self,
         request: Request[Principal, Any, Any],
-        item_id: str,
-        data: UpdateItem,
-        service: CommandService,
-        settings: Settings,
+        item_id: FromPath[str],
+        data: JSONBody[UpdateItem],
+        service: NamedDependency[CommandService],
+        settings: NamedDependency[Settings],
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
         if_match: IfMatchHeader = None,
@@ -217,9 +218,9 @@ class CommandController(Controller):
     async def delete_item(
         self,
         request: Request[Principal, Any, Any],
-        item_id: str,
-        service: CommandService,
-        settings: Settings,
+        item_id: FromPath[str],
+        service: NamedDependency[CommandService],
+        settings: NamedDependency[Settings],
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
         if_match: IfMatchHeader = None,
@@ -250,10 +251,10 @@ class CommandController(Controller):
     async def adjust_stock(
         self,
         request: Request[Principal, Any, Any],
-        item_id: str,
-        data: AdjustStock,
-        service: CommandService,
-        settings: Settings,
+        item_id: FromPath[str],
+        data: JSONBody[AdjustStock],
+        service: NamedDependency[CommandService],
+        settings: NamedDependency[Settings],
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
         if_match: IfMatchHeader = None,
@@ -288,10 +289,10 @@ class CommandController(Controller):
     async def reserve_stock(
         self,
         request: Request[Principal, Any, Any],
-        item_id: str,
-        data: MoveStock,
-        service: CommandService,
-        settings: Settings,
+        item_id: FromPath[str],
+        data: JSONBody[MoveStock],
+        service: NamedDependency[CommandService],
+        settings: NamedDependency[Settings],
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
         if_match: IfMatchHeader = None,
@@ -318,10 +319,10 @@ class CommandController(Controller):
     async def release_stock(
         self,
         request: Request[Principal, Any, Any],
-        item_id: str,
-        data: MoveStock,
-        service: CommandService,
-        settings: Settings,
+        item_id: FromPath[str],
+        data: JSONBody[MoveStock],
+        service: NamedDependency[CommandService],
+        settings: NamedDependency[Settings],
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
         if_match: IfMatchHeader = None,
@@ -342,10 +343,10 @@ class CommandController(Controller):
         self,
         event_type: EventType,
         request: Request[Principal, Any, Any],
-        item_id: str,
-        data: MoveStock,
-        service: CommandService,
-        settings: Settings,
+        item_id: FromPath[str],
+        data: JSONBody[MoveStock],
+        service: NamedDependency[CommandService],
+        settings: NamedDependency[Settings],
         prefer: str | None,
         idempotency_key: str | None,
         if_match: str | None,
@@ -381,7 +382,9 @@ class CommandStatusController(Controller):
         responses={404: ResponseSpec(ErrorBody, description="Unknown command"), 400: ResponseSpec(ErrorBody)},
         summary="How a command ended (pending, applied, rejected)",
     )
-    async def command_status(self, command_id: str, status: CommandStatus) -> CommandStatusBody:
+    async def command_status(
+        self, command_id: FromPath[str], status: NamedDependency[CommandStatus]
+    ) -> CommandStatusBody:
         if not checks.UUID_PATTERN.match(command_id):
             raise InvalidCommand([checks.FieldError("command_id", "must be a UUID")])
         found = await status.get(command_id.lower())

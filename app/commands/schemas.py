@@ -6,7 +6,7 @@ broken one, field by field.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -59,7 +59,14 @@ class CommandStatusBody(msgspec.Struct, omit_defaults=True):
     processed_at: str | None = None
 
 
-class ErrorBody(msgspec.Struct):
-    error: str
+class FieldProblem(msgspec.Struct):
+    field: str
     message: str
-    details: object | None = None
+
+
+class ErrorBody(msgspec.Struct):
+    """The one error shape of every role."""
+
+    error: Annotated[str, msgspec.Meta(description="machine-readable code, e.g. ValidationError")]
+    message: Annotated[str, msgspec.Meta(description="human text")]
+    details: list[FieldProblem] | dict[str, Any] | None = None

@@ -228,14 +228,14 @@ class KafkaConsumer:
         while True:
             # topics() fetches fresh metadata but does not keep it; ask the fetched copy.
             cluster = await consumer._client.fetch_all_metadata()
-            known = {topic: cluster.partitions_for_topic(topic) for topic in self._topics}
-            if all(known.values()) or time.monotonic() > deadline:
+            partitions = {topic: cluster.partitions_for_topic(topic) for topic in self._topics}
+            if all(partitions.values()) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)
-        missing = [topic for topic, partitions in known.items() if not partitions]
+        missing = [topic for topic, found in partitions.items() if not found]
         if missing:
             raise LogUnavailable(f"topics not found: {', '.join(missing)}")
-        tps = [TopicPartition(topic, p) for topic in self._topics for p in sorted(known[topic] or ())]
+        tps = [TopicPartition(topic, p) for topic in self._topics for p in sorted(partitions[topic] or ())]
         consumer.assign(tps)
         logical = [(tp.topic.removeprefix(self._prefix), tp.partition) for tp in tps]
         known = await self._loader(logical) if self._loader else {}

@@ -9,7 +9,9 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.auth.tokens import TokenService
@@ -67,7 +69,7 @@ class SystemController(Controller):
         return {"status": "ok"}
 
     @get("/ready", summary="Dependencies and lag", responses={503: ResponseSpec(dict[str, Any])})
-    async def ready(self, readiness: ReadinessCheck) -> Response[dict[str, Any]]:
+    async def ready(self, readiness: NamedDependency[ReadinessCheck]) -> Response[dict[str, Any]]:
         checks = await readiness()
         statuses = {check["status"] for check in checks.values()}
         overall = "down" if "down" in statuses else "degraded" if "degraded" in statuses else "ok"
@@ -85,10 +87,10 @@ class SystemController(Controller):
     async def login(
         self,
         request: Request[Any, Any, Any],
-        data: LoginBody,
-        users: UserStore,
-        tokens: TokenService,
-        login_limiter: LoginRateLimiter,
+        data: JSONBody[LoginBody],
+        users: NamedDependency[UserStore],
+        tokens: NamedDependency[TokenService],
+        login_limiter: NamedDependency[LoginRateLimiter],
     ) -> TokenBody:
         username = data.username.strip().lower()[:64]
         login_limiter.check(f"user:{username}", f"addr:{request.client.host if request.client else '-'}")

@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, get
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 
 from app.auth.roles import Role
 from app.commands.schemas import ErrorBody
@@ -105,7 +106,7 @@ def check_sku(sku: str) -> str:
     return sku
 
 
-def check_location(location: str | None, settings: Settings) -> str | None:
+def check_location(location: str | None, settings: NamedDependency[Settings]) -> str | None:
     if location is None or location.strip() == "":
         return None
     code = location.strip().upper()
@@ -126,8 +127,8 @@ class ItemQueryController(Controller):
     )
     async def list_items(
         self,
-        queries: QueryService,
-        settings: Settings,
+        queries: NamedDependency[QueryService],
+        settings: NamedDependency[Settings],
         page: Annotated[int, Parameter(description="1-based; out-of-range values are clamped")] = 1,
         page_size: Annotated[int, Parameter(description=f"1-{MAX_PAGE_SIZE}, clamped")] = 10,
         q: Annotated[str | None, Parameter(description="matches sku or name (substring)")] = None,
@@ -156,7 +157,7 @@ class ItemQueryController(Controller):
         )
 
     @get("/{item_id:str}", summary="One item with its levels per location", responses=NOT_FOUND)
-    async def get_item(self, item_id: str, queries: QueryService) -> ItemBody:
+    async def get_item(self, item_id: FromPath[str], queries: NamedDependency[QueryService]) -> ItemBody:
         item_id = check_item_id(item_id)
         try:
             return _item(await queries.item(item_id))
@@ -164,14 +165,14 @@ class ItemQueryController(Controller):
             raise _not_found(item_id) from None
 
     @get("/sku/{sku:str}", summary="One item by SKU", responses=NOT_FOUND)
-    async def get_item_by_sku(self, sku: str, queries: QueryService) -> ItemBody:
+    async def get_item_by_sku(self, sku: FromPath[str], queries: NamedDependency[QueryService]) -> ItemBody:
         try:
             return _item(await queries.item_by_sku(check_sku(sku)))
         except ItemNotFound:
             raise _not_found(sku) from None
 
     @get("/{item_id:str}/stock", summary="Stock of one item", responses=NOT_FOUND)
-    async def get_stock(self, item_id: str, queries: QueryService) -> StockBody:
+    async def get_stock(self, item_id: FromPath[str], queries: NamedDependency[QueryService]) -> StockBody:
         item_id = check_item_id(item_id)
         try:
             return msgspec.convert(queries.stock_view(await queries.item(item_id)), StockBody)
@@ -179,7 +180,7 @@ class ItemQueryController(Controller):
             raise _not_found(item_id) from None
 
     @get("/sku/{sku:str}/stock", summary="Stock of one item by SKU", responses=NOT_FOUND)
-    async def get_stock_by_sku(self, sku: str, queries: QueryService) -> StockBody:
+    async def get_stock_by_sku(self, sku: FromPath[str], queries: NamedDependency[QueryService]) -> StockBody:
         try:
             return msgspec.convert(queries.stock_view(await queries.item_by_sku(check_sku(sku))), StockBody)
         except ItemNotFound:
@@ -188,8 +189,8 @@ class ItemQueryController(Controller):
     @get("/{item_id:str}/history", summary="Applied changes of an item, newest first", responses=NOT_FOUND)
     async def get_history(
         self,
-        item_id: str,
-        queries: QueryService,
+        item_id: FromPath[str],
+        queries: NamedDependency[QueryService],
         limit: Annotated[int, Parameter(description="1-200, clamped")] = 50,
         before: Annotated[int | None, Parameter(description="entries older than this id (paging)")] = None,
     ) -> HistoryBody:

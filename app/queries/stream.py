@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from litestar import get
 from litestar.channels import ChannelsPlugin
+from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
@@ -113,7 +114,7 @@ def _reset(seq: int) -> ServerSentEventMessage:
     description="Events: item, outcome, reset; comments as keep-alives. Resume with Last-Event-ID.",
 )
 async def stream_changes(
-    change_stream: ChangeStream,
+    change_stream: NamedDependency[ChangeStream],
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
     after: Annotated[
         int | None, Parameter(description="resume after this sequence (for clients without headers)")

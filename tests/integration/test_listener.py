@@ -38,8 +38,9 @@ async def test_commands_are_applied_with_their_outcomes(event_log: EventLog, dat
     steps = [create(item, "A-1", quantity=10), reserve(item, 4), release(item, 1), adjust(item, -2), release(item, 9)]
     async with running_listener(event_log, data_dir) as running:
         for step in steps:  # one at a time: the two topics are not ordered against each other
+            before = len(outcomes(running.db))
             await event_log.publish([message(step)])
-            await eventually(lambda n=len(outcomes(running.db)): _more_than(running.db, n))
+            await eventually(lambda before=before: _more_than(running.db, before))
     assert level(running.db, item) == (8, 3)
     result = outcomes(running.db)
     assert [result[s.command_id] for s in steps] == [
