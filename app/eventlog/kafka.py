@@ -49,6 +49,7 @@ class KafkaEventLog:
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
         self._last_attempt = 0.0
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         with contextlib.suppress(LogUnavailable):
@@ -130,7 +131,18 @@ class KafkaEventLog:
         try:
             await asyncio.wait_for(send_all(), self.publish_timeout)
         except (KafkaError, OSError, TimeoutError) as exc:
+            self._discard(producer)
             raise LogUnavailable(f"Kafka did not acknowledge: {exc!r}") from None
+
+    def _discard(self, producer: AIOKafkaProducer) -> None:
+        """Stop a producer that failed us, so what it still buffers expires instead of going out
+        minutes later (after the client was told 503). The next publish starts a new one."""
+        if self._producer is producer:
+            self._producer = None
+            self._closing.add(asyncio.create_task(producer.stop()))
+            for task in list(self._closing):
+                if task.done():
+                    self._closing.discard(task)
 
     def consumer(
         self,
