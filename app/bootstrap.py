@@ -91,20 +91,25 @@ class Container:
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await self.event_log.start()
-        self._spawn(self._ensure_topics(), "ensure-topics")
-        if self.inventory is not None and self.listener is not None and self.relay is not None:
+        if self.inventory is not None:
             await self.inventory.open()
-            self._spawn(self.listener.run(), "listener")
-            self._spawn(self.relay.run(), "outbox-relay")
         await self.users.open()
         if self.command_store is not None:
             await self.command_store.open()
+        if self.role == "all" and self.settings.env == "dev":
+            await self._first_admin()
+        self._spawn(self._consume_once_topics_exist(), "start-consumers")
+
+    async def _consume_once_topics_exist(self) -> None:
+        # A consumer that subscribes before its topics exist may not see them for minutes.
+        await self._ensure_topics()
+        if self.listener is not None and self.relay is not None:
+            self._spawn(self.listener.run(), "listener")
+            self._spawn(self.relay.run(), "outbox-relay")
         if self.waiter is not None:
             self._spawn(self.waiter.run(), "outcome-waiter")
         if self.feed is not None:
             self._spawn(self.feed.run(), "change-feed")
-        if self.role == "all" and self.settings.env == "dev":
-            await self._first_admin()
 
     async def stop(self) -> None:
         for task in reversed(self._tasks):

@@ -197,6 +197,11 @@ class InventoryReader:
         rows = await self.rows("SELECT seq, payload FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
         return [(s, p) for s, p in rows]
 
+    async def last_published_seq(self) -> int:
+        """The newest change the listener has announced on the feed."""
+        rows = await self.rows("SELECT seq FROM changes WHERE sent = 1 ORDER BY seq DESC LIMIT 1")
+        return int(rows[0][0]) if rows else 0
+
     async def seq_range(self) -> tuple[int, int]:
         """Oldest and newest change sequence numbers still kept (0, 0 when there are none)."""
         rows = await self.rows("SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM changes")

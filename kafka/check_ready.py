@@ -180,9 +180,7 @@ def main() -> int:
             return 0
 
         if args.pid is not None and not pid_alive(args.pid):
-            print(
-                f"process {args.pid} exited before {args.bootstrap} was ready ({last_error})", file=sys.stderr
-            )
+            print(f"process {args.pid} exited before {args.bootstrap} was ready ({last_error})", file=sys.stderr)
             return 2
         if time.monotonic() + args.interval > deadline:
             print(f"{args.bootstrap} not ready after {args.timeout:g}s ({last_error})", file=sys.stderr)

@@ -219,6 +219,8 @@ class KafkaConsumer:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            # Notice new topics and partitions within half a minute, not five.
+            metadata_max_age_ms=30_000,
         )
         try:
             await consumer.start()

@@ -73,8 +73,10 @@ class ChangeFeed:
                 await consumer.stop()
 
     async def _newest_seq(self) -> int:
+        """The newest change already announced: we start there, and whatever the listener has
+        committed but not announced yet reaches us on the feed when it is."""
         try:
-            return (await self._reader.seq_range())[1]
+            return max(self.last_seq, await self._reader.last_published_seq())
         except ReadModelUnavailable:
             return self.last_seq
 

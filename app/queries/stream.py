@@ -53,11 +53,13 @@ class ChangeStream:
             SSE_CLIENTS.inc()
             try:
                 yield ServerSentEventMessage(comment="connected", retry=RETRY_MS)
-                oldest, newest = await self._reader.seq_range()
-                newest = max(newest, self._feed.last_seq)
-                last = newest if last_event_id is None else last_event_id
+                # A new client starts at what this process has announced; a returning one gets
+                # everything after its Last-Event-ID from the outbox first.
+                last = self._feed.last_seq
                 if last_event_id is not None:
-                    async for message, replayed in self._replay(last, newest, oldest):
+                    oldest, newest = await self._reader.seq_range()
+                    last = last_event_id
+                    async for message, replayed in self._replay(last, max(newest, self._feed.last_seq), oldest):
                         yield message
                         last = replayed
                 async for raw in subscriber.iter_events():

@@ -16,7 +16,9 @@ ITEMS = "/api/v1/inventory/items"
 
 
 @pytest.mark.parametrize("log_kind", ["embedded", "kafka"])
-async def test_200_concurrent_reserves_of_one_on_50_available(log_kind: str, data_dir: Path, request: pytest.FixtureRequest) -> None:
+async def test_200_concurrent_reserves_of_one_on_50_available(
+    log_kind: str, data_dir: Path, request: pytest.FixtureRequest
+) -> None:
     extra = kafka_env(request.getfixturevalue("kafka_bootstrap")) if log_kind == "kafka" else {}
     async with running_app(base_env(data_dir, **extra)) as (client, _):
         headers = await login(client, "clerk")

@@ -60,7 +60,9 @@ async def test_kafka_down_means_503_and_nothing_applied_then_recovery(own_broker
 
 
 @pytest.mark.kafka
-async def test_an_idempotency_key_survives_a_restart_of_the_command_service(kafka_bootstrap: str, data_dir: Path) -> None:
+async def test_an_idempotency_key_survives_a_restart_of_the_command_service(
+    kafka_bootstrap: str, data_dir: Path
+) -> None:
     env = base_env(data_dir, **kafka_env(kafka_bootstrap))
     body = item_body(sku="RESTART-1", quantity=3)
     async with running_app(env) as (client, _):

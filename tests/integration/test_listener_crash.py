@@ -29,7 +29,17 @@ def expected_state(events: list[Event], start_quantity: int) -> tuple[dict[str, 
     statuses: dict[str, str] = {}
     for e in events:
         if e.event_type is EventType.ITEM_CREATED:
-            items[e.item_id] = model.Item(e.item_id, "x", "x", "", 1, NOW, NOW, None, {"MAIN": model.StockLevel("MAIN", start_quantity, 0, 1, NOW)})
+            items[e.item_id] = model.Item(
+                e.item_id,
+                "x",
+                "x",
+                "",
+                1,
+                NOW,
+                NOW,
+                None,
+                {"MAIN": model.StockLevel("MAIN", start_quantity, 0, 1, NOW)},
+            )
             statuses[e.command_id] = "applied"
             continue
         item = items[e.item_id]
@@ -37,10 +47,14 @@ def expected_state(events: list[Event], start_quantity: int) -> tuple[dict[str, 
             decision = model.adjust_stock(item, location="MAIN", delta=e.data.quantity, expected_version=None, now=NOW)
         elif e.event_type is EventType.STOCK_RESERVED:
             assert isinstance(e.data, StockMovedData)
-            decision = model.reserve_stock(item, location="MAIN", quantity=e.data.quantity, expected_version=None, now=NOW)
+            decision = model.reserve_stock(
+                item, location="MAIN", quantity=e.data.quantity, expected_version=None, now=NOW
+            )
         else:
             assert isinstance(e.data, StockMovedData)
-            decision = model.release_stock(item, location="MAIN", quantity=e.data.quantity, expected_version=None, now=NOW)
+            decision = model.release_stock(
+                item, location="MAIN", quantity=e.data.quantity, expected_version=None, now=NOW
+            )
         if isinstance(decision, model.Applied):
             items[e.item_id] = decision.item
             statuses[e.command_id] = "applied"
@@ -108,7 +122,8 @@ async def test_sigkill_in_the_middle_of_5000_commands_loses_and_doubles_nothing(
     expected_items, expected_statuses = expected_state([*creates, *stream], start_quantity=100)
     rows = query(db, "SELECT item_id, quantity, reserved FROM stock_levels")
     assert {item_id: (q, r) for item_id, q, r in rows} == {
-        item_id: (item.levels["MAIN"].quantity, item.levels["MAIN"].reserved) for item_id, item in expected_items.items()
+        item_id: (item.levels["MAIN"].quantity, item.levels["MAIN"].reserved)
+        for item_id, item in expected_items.items()
     }
     actual_statuses = {
         command_id: status if reason is None else f"{status}:{reason}"
@@ -118,7 +133,9 @@ async def test_sigkill_in_the_middle_of_5000_commands_loses_and_doubles_nothing(
     applied = sum(1 for s in expected_statuses.values() if s == "applied")
     assert query(db, "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM history") == [(applied, applied)]
     assert query(db, "SELECT COUNT(*) FROM processed_events") == [(ITEMS + COMMANDS,)]
-    assert query(db, "SELECT COUNT(*) FROM history WHERE reserved_after > quantity_after OR reserved_after < 0") == [(0,)]
+    assert query(db, "SELECT COUNT(*) FROM history WHERE reserved_after > quantity_after OR reserved_after < 0") == [
+        (0,)
+    ]
 
 
 async def _reached(db: Path, count: int) -> bool:
