@@ -137,7 +137,7 @@ class KafkaEventLog:
     def _discard(self, producer: AIOKafkaProducer) -> None:
         """Stop a producer that failed us, so what it still buffers expires instead of going out
         minutes later (after the client was told 503). The next publish starts a new one."""
-        if self._producer is producer:
+        if producer is not None and self._producer is producer:
             self._producer = None
             self._closing.add(asyncio.create_task(producer.stop()))
             for task in list(self._closing):

@@ -64,14 +64,16 @@ class SseCollector:
             if self.last_id:
                 headers["Last-Event-ID"] = self.last_id
             try:
-                with httpx.Client(timeout=httpx.Timeout(5.0, read=60.0)) as client:
-                    with connect_sse(client, "GET", self.url, headers=headers) as source:
-                        self.connections += 1
-                        for sse in source.iter_sse():
-                            if self._stop.is_set():
-                                return
-                            if sse.event in ("item", "outcome", "reset"):
-                                self.events.append((sse.event, sse.id, json.loads(sse.data)))
+                with (
+                    httpx.Client(timeout=httpx.Timeout(5.0, read=60.0)) as client,
+                    connect_sse(client, "GET", self.url, headers=headers) as source,
+                ):
+                    self.connections += 1
+                    for sse in source.iter_sse():
+                        if self._stop.is_set():
+                            return
+                        if sse.event in ("item", "outcome", "reset"):
+                            self.events.append((sse.event, sse.id, json.loads(sse.data)))
             except (httpx.HTTPError, OSError):
                 time.sleep(0.2)
 
