@@ -137,12 +137,14 @@ class KafkaEventLog:
     def _discard(self, producer: AIOKafkaProducer) -> None:
         """Stop a producer that failed us, so what it still buffers expires instead of going out
         minutes later (after the client was told 503). The next publish starts a new one."""
-        if producer is not None and self._producer is producer:
-            self._producer = None
-            self._closing.add(asyncio.create_task(producer.stop()))
-            for task in list(self._closing):
-                if task.done():
-                    self._closing.discard(task)
+        if self._producer is not producer:
+            return  # already replaced by a concurrent failure
+        self._producer = None
+        stopping: asyncio.Task[None] = asyncio.create_task(producer.stop())
+        self._closing.add(stopping)
+        for task in list(self._closing):
+            if task.done():
+                self._closing.discard(task)
 
     def consumer(
         self,
