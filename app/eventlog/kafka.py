@@ -137,10 +137,11 @@ class KafkaEventLog:
     def _discard(self, producer: AIOKafkaProducer) -> None:
         """Stop a producer that failed us, so what it still buffers expires instead of going out
         minutes later (after the client was told 503). The next publish starts a new one."""
+        stop = producer.stop
         if self._producer is not producer:
             return  # already replaced by a concurrent failure
         self._producer = None
-        stopping: asyncio.Task[None] = asyncio.create_task(producer.stop())
+        stopping: asyncio.Task[None] = asyncio.create_task(stop())
         self._closing.add(stopping)
         for task in list(self._closing):
             if task.done():
