@@ -71,7 +71,7 @@ class InventoryReader:
             await conn.close()
         self._pool = []
 
-    async def _conn(self) -> aiosqlite.Connection:
+    async def connection(self) -> aiosqlite.Connection:
         if not self._pool:
             async with self._opening:
                 if not self._pool:
@@ -84,7 +84,7 @@ class InventoryReader:
         return self._pool[next(self._next) % len(self._pool)]
 
     async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        conn = await self._conn()
+        conn = await self.connection()
         try:
             async with conn.execute(sql, params) as cursor:
                 return list(await cursor.fetchall())

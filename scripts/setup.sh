@@ -30,6 +30,8 @@ fi
 extras=""
 [[ "$mode" == test ]] && extras="[test]"
 stamp=".venv/.installed-$mode"
+# The test set-up includes everything the product needs.
+[[ "$mode" == run && -f .venv/.installed-test && ! pyproject.toml -nt .venv/.installed-test ]] && stamp=.venv/.installed-test
 if [[ ! -x .venv/bin/python ]]; then
   say "creating .venv"
   "$python_bin" -m venv .venv

@@ -134,20 +134,29 @@ class QueryService:
             return None
 
     async def _from_database(self, item_id: str) -> ItemView:
+        snapshot = await self.read_snapshot(item_id)
+        await self.fill_cache(snapshot)
+        if snapshot.item is None:
+            raise ItemNotFound(item_id)
+        return snapshot.item
+
+    async def read_snapshot(self, item_id: str) -> ItemEntry:
+        """The item as SQLite has it now (a tombstone entry when deleted)."""
         item = await self._reader.item(item_id)
         if item is None:
             raise ItemNotFound(item_id)
-        view = None if item.deleted else item_view(item)
         self._floor.raise_to(item_id, item.version)
-        if self.cache_health.usable():
-            try:
-                # Guarded by version: if the listener stored something newer meanwhile, this is a no-op.
-                await self._cache.put_items([ItemEntry(item.id, item.version, view, item.sku)])
-            except CacheUnavailable as exc:
-                self.cache_health.failed(exc)
-        if view is None:
-            raise ItemNotFound(item_id)
-        return view
+        return ItemEntry(item.id, item.version, None if item.deleted else item_view(item), item.sku)
+
+    async def fill_cache(self, snapshot: ItemEntry) -> None:
+        """Put what we read into the cache. Guarded by version: if the listener stored something
+        newer between our read and this write, the write does nothing."""
+        if not self.cache_health.usable():
+            return
+        try:
+            await self._cache.put_items([snapshot])
+        except CacheUnavailable as exc:
+            self.cache_health.failed(exc)
 
     def stock_view(self, view: ItemView) -> dict[str, Any]:
         keys = ("id", "sku", "quantity", "reserved", "available", "version", "updated_at", "locations")

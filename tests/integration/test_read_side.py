@@ -233,3 +233,61 @@ def test_every_role_reports_readiness(stack: Stack) -> None:
         assert "inventory_commands_accepted_total" in metrics
     head = httpx.head(f"{stack.query.url}/api/v1/health", headers={"X-Request-ID": "head-1"})
     assert head.status_code == 200 and head.content == b"" and head.headers["X-Request-ID"] == "head-1"
+
+
+def test_read_your_writes_under_load(stack: Stack) -> None:
+    """What Prefer: wait answers, what the status resource says and what GET shows agree."""
+    import asyncio
+
+    admin = stack.token()
+    items = [stack.create_item(admin, sku=f"RYW-{n}", name="Read your writes", quantity=1000) for n in range(8)]
+
+    async def client(n: int, http: httpx.AsyncClient) -> list[str]:
+        problems: list[str] = []
+        item_id = items[n % len(items)]["id"]
+        for step in range(15):
+            waited = await http.post(
+                f"{stack.command.url}{ITEMS}/{item_id}/reserve",
+                json={"quantity": 1},
+                headers={**admin, "Prefer": "wait=20"},
+            )
+            if waited.status_code != 200:
+                problems.append(f"wait gave {waited.status_code}")
+                continue
+            version = waited.json()["version"]
+            seen = (await http.get(f"{stack.query.url}{ITEMS}/{item_id}", headers=admin)).json()["version"]
+            if seen < version:
+                problems.append(f"GET after Prefer: wait saw {seen} < {version}")
+            accepted = await http.post(
+                f"{stack.command.url}{ITEMS}/{item_id}/release", json={"quantity": 1}, headers=admin
+            )
+            status_url = accepted.json()["status_url"]
+            while True:
+                status = (await http.get(f"{stack.query.url}{status_url}", headers=admin)).json()
+                if status["status"] != "pending":
+                    break
+                await asyncio.sleep(0.01)
+            seen = (await http.get(f"{stack.query.url}{ITEMS}/{item_id}", headers=admin)).json()["version"]
+            if seen < status["version"]:
+                problems.append(f"GET after status applied saw {seen} < {status['version']} (step {step})")
+        return problems
+
+    async def run() -> list[str]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            results = await asyncio.gather(*(client(n, http) for n in range(24)))
+        return [p for problems in results for p in problems]
+
+    assert asyncio.run(run()) == []
+
+
+def test_inventory_users_and_cli_errors(stack: Stack) -> None:
+    from tests.support.processes import run_cli
+
+    listing = run_cli(stack.env, "users", "list").stdout
+    assert "admin\tadmin" in listing and "viewer\tviewer" in listing
+    with pytest.raises(RuntimeError, match="already exists"):
+        run_cli(stack.env, "users", "add", "admin", "--role", "admin", "--password", "another-password")
+    with pytest.raises(RuntimeError, match="at least 8"):
+        run_cli(stack.env, "users", "add", "shorty", "--role", "viewer", "--password", "short")
+    with pytest.raises(RuntimeError, match="INVENTORY_CACHE_TTL"):
+        run_cli({**stack.env, "INVENTORY_CACHE_TTL": "soon"}, "users", "list")
