@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -112,11 +111,7 @@ class Container:
             self._spawn(self.feed.run(), "change-feed")
 
     async def stop(self) -> None:
-        for task in reversed(self._tasks):
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await _cancel_all(self._tasks)
         self._tasks.clear()
         if self.command_store is not None:
             await self.command_store.close()
@@ -221,6 +216,19 @@ class Container:
                 "subscribers": self.feed.subscribers,
             }
         return checks
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel background tasks and wait for them, cancelling again any that ignored it: a stop must
+    never hang on a task that swallowed its cancellation."""
+    for _ in range(10):
+        pending = [task for task in tasks if not task.done()]
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=1.0)
+    log.error("tasks still running at shutdown: %s", [t.get_name() for t in tasks if not t.done()])
 
 
 def build_container(settings: Settings, role: ServiceRole) -> Container:

@@ -45,7 +45,8 @@ class OutcomeWaiter:
     async def wait(self, command_id: str, timeout: float) -> Outcome | None:
         future = self.expect(command_id)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(future)
         except TimeoutError:
             return None
         finally:

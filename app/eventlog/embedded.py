@@ -161,7 +161,8 @@ class EmbeddedEventLog:
 
     async def wait_for_writes(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._written.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._written.wait()
 
     async def _append(self, messages: Sequence[Message]) -> None:
         assert self._conn is not None

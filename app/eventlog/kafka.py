@@ -81,7 +81,8 @@ class KafkaEventLog:
                 max_batch_size=256 * 1024,
             )
             try:
-                await asyncio.wait_for(producer.start(), self.publish_timeout)
+                async with asyncio.timeout(self.publish_timeout):
+                    await producer.start()
             except (KafkaError, OSError, TimeoutError) as exc:
                 with contextlib.suppress(Exception):
                     await producer.stop()
@@ -129,7 +130,8 @@ class KafkaEventLog:
             await asyncio.gather(*futures)
 
         try:
-            await asyncio.wait_for(send_all(), self.publish_timeout)
+            async with asyncio.timeout(self.publish_timeout):
+                await send_all()
         except (KafkaError, OSError, TimeoutError) as exc:
             self._discard(producer)
             raise LogUnavailable(f"Kafka did not acknowledge: {exc!r}") from None
@@ -167,7 +169,8 @@ class KafkaEventLog:
     async def ping(self) -> bool:
         try:
             producer = await self._ready_producer()
-            return bool(await asyncio.wait_for(producer.client.fetch_all_metadata(), 2.0))
+            async with asyncio.timeout(2.0):
+                return bool(await producer.client.fetch_all_metadata())
         except (LogUnavailable, KafkaError, OSError, TimeoutError):
             return False
 

@@ -54,7 +54,8 @@ class OutboxRelay:
     async def run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), IDLE_SECONDS)
+                async with asyncio.timeout(IDLE_SECONDS):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._check_cache()

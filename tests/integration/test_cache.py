@@ -74,12 +74,12 @@ async def test_the_query_side_cannot_write_to_the_inventory_database(data_dir: P
     await log.stop()
     reader = InventoryReader(data_dir / "inventory.db")
     try:
-        with pytest.raises(sqlite3.OperationalError, match="readonly|read-only"):
+        with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only"):
             conn = await reader.connection()
             await conn.execute(
                 "INSERT INTO items (id, sku, name, version, created_at, updated_at) VALUES ('x','x','x',1,'','')"
             )
-        with pytest.raises(sqlite3.OperationalError, match="readonly|read-only"):
+        with pytest.raises(sqlite3.OperationalError, match=r"readonly|read-only"):
             conn = await reader.connection()
             await conn.execute("DELETE FROM items")
     finally:

@@ -1,0 +1,1 @@
+"""Benchmark harness of the inventory services: load generator, stack control, checks, reports."""

@@ -1,0 +1,201 @@
+"""``python -m bench``: run the benchmark, or print the tables of a result file."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench import machine, report
+from bench.harness import SECTIONS, Harness, log, size_description
+from bench.sizes import SIZES
+from bench.stack import REPO, USERS, EmbeddedStack, KafkaStack, Stack, StartedStack, target_stack
+
+EXIT_OK, EXIT_INCORRECT, EXIT_FAILED = 0, 1, 2
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m bench", description="Benchmark the inventory services.")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="start a stack (or use a running one), measure, check, report")
+    run.add_argument("--mode", choices=("embedded", "kafka"), required=True)
+    run.add_argument("--size", choices=sorted(SIZES), default="small")
+    run.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to measure (default all: {','.join(SECTIONS)})",
+    )
+    run.add_argument("--out", type=Path, required=True, help="where to write the JSON result")
+    run.add_argument("--work-dir", type=Path, help="for the started stack (default: a new temporary directory)")
+    run.add_argument("--keep", action="store_true", help="keep the work directory (data, logs) afterwards")
+    target = run.add_argument_group("a stack that runs already")
+    target.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        help="URL of every role, or command=URL,query=URL (repeatable); nothing is started then",
+    )
+    target.add_argument(
+        "--user", action="append", default=[], help="NAME:PASSWORD of an existing manager (or admin) user"
+    )
+    target.add_argument(
+        "--data-dir", type=Path, help="the stack's INVENTORY_DATA_DIR: creates the harness's users, enables checks"
+    )
+    target.add_argument("--redis-url", help="the stack's Redis (to flush it for the cold-cache reads)")
+    target.add_argument("--kafka-bootstrap", help="the stack's broker (to count the messages in the topics)")
+    target.add_argument("--topic-prefix", default="", help="the stack's INVENTORY_KAFKA_TOPIC_PREFIX")
+
+    show = commands.add_parser("show", help="print the tables of a result file")
+    show.add_argument("result", type=Path)
+    return top
+
+
+def _raise_open_files_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1_048_576
+    if soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def _target(args: argparse.Namespace) -> Stack:
+    passwords: dict[str, str] = {}
+    for given in args.user:
+        name, sep, password = given.partition(":")
+        if not sep:
+            raise SystemExit("--user takes NAME:PASSWORD")
+        passwords[name] = password
+    if not passwords:
+        if args.data_dir is None:
+            raise SystemExit("--target needs --user NAME:PASSWORD or --data-dir (to create the harness's users)")
+        passwords = _create_users(args.data_dir)
+    return target_stack(
+        args.mode,
+        args.target,
+        passwords,
+        args.data_dir,
+        args.redis_url,
+        args.kafka_bootstrap,
+        args.topic_prefix,
+    )
+
+
+def _create_users(data_dir: Path) -> dict[str, str]:
+    """The harness's users in a running stack's data directory (password reset if they exist)."""
+    import secrets
+
+    env = {"INVENTORY_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"}
+    passwords: dict[str, str] = {}
+    for role, name in USERS.items():
+        password = secrets.token_urlsafe(16)
+        for action in (["add", name, "--role", role], ["passwd", name]):
+            result = subprocess.run(
+                [sys.executable, "-m", "app.cli", "users", *action, "--password", password],
+                env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            if result.returncode == 0:
+                passwords[name] = password
+                break
+        else:
+            raise SystemExit(f"could not create user {name}: {result.stderr.strip()}")
+    return passwords
+
+
+def run(args: argparse.Namespace) -> int:
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    unknown = only - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown sections in --only: {', '.join(sorted(unknown))} (known: {', '.join(SECTIONS)})")
+    size = SIZES[args.size]
+    open_files = _raise_open_files_limit()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    started = time.monotonic()
+
+    work_dir: Path | None = None
+    stack: Stack
+    if args.target:
+        stack = _target(args)
+    else:
+        work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="inventory-bench-"))
+        work_dir.mkdir(parents=True, exist_ok=True)
+        stack = EmbeddedStack(work_dir) if args.mode == "embedded" else KafkaStack(work_dir)
+    failed = True
+    sections: dict[str, Any] = {}
+    try:
+        log(f"starting the {args.mode} stack" + (f" in {work_dir}" if work_dir else ""))
+        stack.start()
+        harness = Harness(stack, size, only)
+        sections = harness.run()
+        failed = harness.failed
+    finally:
+        log("stopping the stack")
+        stack.stop()
+        if work_dir is not None and isinstance(stack, StartedStack):
+            if args.keep or failed:
+                log(f"work directory kept: {work_dir}")
+            else:
+                shutil.rmtree(work_dir, ignore_errors=True)
+
+    result = {
+        "machine": machine.describe(args.mode),
+        "run": {
+            "mode": args.mode,
+            "size": size.name,
+            "stack": "target" if args.target else "started",
+            "started_at": started_at,
+            "duration_seconds": round(time.monotonic() - started, 1),
+            "git_commit": _git_commit(),
+            "command": " ".join(["python -m bench", *sys.argv[1:]]),
+            "open_files_limit": open_files,
+            "sizes": size_description(size),
+        },
+        "sections": sections,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print()
+    print(report.render(result))
+    print(f"\nresult written to {args.out}")
+    correctness = sections.get("correctness", {})
+    if any("error" in section for section in sections.values()):
+        return EXIT_FAILED
+    if correctness.get("ok") is False:
+        return EXIT_INCORRECT
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "show":
+        print(report.render(json.loads(args.result.read_text())))
+        return EXIT_OK
+    return run(args)

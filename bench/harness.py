@@ -1,0 +1,498 @@
+"""One benchmark run: set up the item pool, measure each section, check correctness, report.
+
+Sections (each a key of the result's ``sections``):
+
+* ``commands``  - closed-loop command accept rate and 202 latency per number of clients;
+* ``freshness`` - open loop: 202 -> visible on GET and on SSE, per offered load;
+* ``reads``     - GET stock and GET list with a hot cache, a cold one, and Redis stopped;
+* ``fanout``    - 202 -> every SSE subscriber has the change, per number of subscribers;
+* ``catch_up``  - the listener's apply rate on a backlog produced while it was stopped;
+* ``resources`` - peak RSS and CPU of every process, the load generator included;
+* ``correctness`` - oversold, lost, applied twice, and the topics against the outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import secrets
+import sqlite3
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict
+from functools import partial
+from typing import Any
+
+from bench import api, backlog, checks
+from bench.loadgen import (
+    ITEMS_PATH,
+    CommandLoad,
+    OpenLoad,
+    ReadLoad,
+    SubscriberLoad,
+    SubscriberProcesses,
+    command_id_of,
+    command_load,
+    open_load,
+    read_load,
+    run_async,
+    run_in_process,
+)
+from bench.sizes import Size
+from bench.stack import Stack, http_json
+from bench.stats import summarize
+
+SECTIONS = ("commands", "freshness", "reads", "fanout", "catch_up")
+START_QUANTITY = 1_000_000
+LIST_PATH = f"{ITEMS_PATH}?page=1&page_size=20"
+
+Result = dict[str, Any]
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Harness:
+    def __init__(self, stack: Stack, size: Size, only: set[str]) -> None:
+        self.stack = stack
+        self.size = size
+        self.only = only
+        self.tokens: dict[str, str] = {}
+        self.items: list[str] = []
+        self.cold_items: list[str] = []
+        # Every command id that got a 202, or that the harness produced into the log itself.
+        self.accepted: set[str] = set()
+        self.sections: dict[str, Result] = {}
+        self.failed = False
+
+    # --- the run ------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Result]:
+        self._section("setup", self.setup)
+        if "setup" in self.sections and "error" not in self.sections["setup"]:
+            for name in SECTIONS:
+                if name in self.only:
+                    self._section(name, getattr(self, name))
+                else:
+                    self.sections[name] = {"skipped": "not selected (--only)"}
+        else:
+            for name in SECTIONS:
+                self.sections[name] = {"skipped": "set-up failed"}
+        self._section("correctness", self.correctness)
+        self._section("resources", self.resources)
+        return self.sections
+
+    def _section(self, name: str, body: Callable[[], Result]) -> None:
+        log(f"{name} ...")
+        started = time.monotonic()
+        try:
+            result = body()
+        except Exception as exc:
+            self.failed = True
+            result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+            log(f"{name} failed: {type(exc).__name__}: {exc}")
+        result.setdefault("section_seconds", round(time.monotonic() - started, 2))
+        self.sections[name] = result
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _client(self, role: str, service: str = "command") -> api.Client:
+        url = self.stack.command_url if service == "command" else self.stack.query_url
+        return api.Client(url, self.tokens[role])
+
+    def _cpu(self) -> dict[str, float]:
+        return {process.name: process.cpu() for process in self.stack.watched}
+
+    def _cpu_since(self, before: dict[str, float], wall: float) -> dict[str, Result]:
+        used: dict[str, Result] = {}
+        for name, cpu in self._cpu().items():
+            spent = max(0.0, cpu - before.get(name, 0.0))
+            used[name] = {"cpu_seconds": round(spent, 2), "cpu_percent": round(100 * spent / wall, 1) if wall else 0}
+        return used
+
+    def _measure(self, work: Callable[[], Result]) -> Result:
+        """Run a workload and add the CPU the services used meanwhile (100 % = one core)."""
+        before = self._cpu()
+        started = time.monotonic()
+        result = work()
+        result["server_cpu"] = self._cpu_since(before, time.monotonic() - started)
+        ids = result.pop("command_ids", None)
+        if ids:
+            self.accepted.update(ids)
+        return result
+
+    def _versions(self, items: list[str]) -> dict[str, int]:
+        if self.stack.data_dir is not None:
+            conn = checks.read_only(self.stack.data_dir / "inventory.db")
+            try:
+                wanted = set(items)
+                return {i: v for i, v in conn.execute("SELECT id, version FROM items") if i in wanted}
+            finally:
+                conn.close()
+        return run_async(api.item_versions(self._client("viewer", "query"), items))
+
+    def drain(self, timeout: float | None = None) -> float:
+        """Wait until the listener has applied everything accepted so far; the seconds it took."""
+        limit = self.size.drain_timeout if timeout is None else timeout
+        started = time.monotonic()
+        if self.stack.data_dir is not None:
+            done, _ = checks.wait_drained(self.stack.data_dir, len(self.accepted), limit)
+            while done and checks.missing_outcomes(self.stack.data_dir, self.accepted) > 0:
+                if time.monotonic() - started > limit:
+                    done = False
+                    break
+                time.sleep(0.2)
+            if not done:
+                raise TimeoutError(f"the listener did not apply every accepted command within {limit:.0f} s")
+        else:
+            recent = random.Random(3).sample(sorted(self.accepted), min(500, len(self.accepted)))
+            run_async(api.wait_applied(self._client("viewer", "query"), recent, limit))
+        return round(time.monotonic() - started, 2)
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def setup(self) -> Result:
+        for role in ("manager", "clerk", "viewer"):
+            name, password = self.stack.user(role)
+            self.tokens[role] = run_async(api.login(self.stack.command_url, name, password))
+        total = self.size.items + self.size.cold_items
+        started = time.monotonic()
+
+        async def create() -> list[api.CreatedItem]:
+            manager = self._client("manager")
+            viewer = self._client("viewer", "query")
+            try:
+                created = await api.create_items(manager, total, f"BENCH-{secrets.token_hex(4)}", START_QUANTITY)
+                statuses = await api.wait_applied(viewer, [c.command_id for c in created], self.size.drain_timeout)
+            finally:
+                manager.close()
+                viewer.close()
+            rejected = [s for s in statuses.values() if s != "applied"]
+            if rejected:
+                raise RuntimeError(f"{len(rejected)} of the item creates were not applied: {rejected[:5]}")
+            return created
+
+        created = run_async(create())
+        seconds = time.monotonic() - started
+        self.accepted.update(c.command_id for c in created)
+        self.items = [c.item_id for c in created[: self.size.items]]
+        self.cold_items = [c.item_id for c in created[self.size.items :]]
+        return {
+            "items": len(self.items),
+            "cold_items": len(self.cold_items),
+            "seconds": round(seconds, 2),
+            "creates_applied_per_s": round(total / seconds, 1),
+        }
+
+    # --- 1. commands --------------------------------------------------------------------
+
+    def commands(self) -> Result:
+        levels = []
+        for clients in self.size.command_clients:
+            load = CommandLoad(
+                self.stack.command_url, self.tokens["clerk"], self.items, clients, self.size.command_seconds
+            )
+            result = self._measure(partial(run_in_process, command_load, load, load.seconds + 180))
+            # The listener's backlog after the run: how long it needed to apply what was accepted.
+            result["listener_drain_seconds"] = self.drain()
+            log(
+                f"  {clients:>4} clients: {result['accepted_per_s']:>8} accepted/s, "
+                f"p50 {result['latency_202'].get('p50_ms')} ms, p99 {result['latency_202'].get('p99_ms')} ms"
+            )
+            levels.append(result)
+        return {"workload": "POST adjust +1 (50%) / reserve 1 (30%) / release 1 (20%), closed loop", "levels": levels}
+
+    # --- 3. freshness -------------------------------------------------------------------
+
+    def freshness(self) -> Result:
+        loads = []
+        for offered in self.size.freshness_rates:
+            versions = self._versions(self.items)
+            load = OpenLoad(
+                command_url=self.stack.command_url,
+                query_url=self.stack.query_url,
+                clerk_token=self.tokens["clerk"],
+                viewer_token=self.tokens["viewer"],
+                items=[(item, versions[item]) for item in self.items],
+                rate=float(offered),
+                seconds=self.size.freshness_seconds,
+                get_every=max(1, round(offered / self.size.freshness_get_samples_per_second)),
+                poll_seconds=self.size.freshness_poll_seconds,
+            )
+            timeout = load.seconds + load.settle_seconds + 240
+            result = self._measure(partial(run_in_process, open_load, load, timeout))
+            result["listener_drain_seconds"] = self.drain()
+            log(
+                f"  {offered:>5}/s offered: GET p50 {result['freshness_get'].get('p50_ms')} ms, "
+                f"SSE p50 {result['freshness_sse'].get('p50_ms')} ms p99 {result['freshness_sse'].get('p99_ms')} ms"
+            )
+            loads.append(result)
+        return {
+            "workload": "POST adjust +1, open loop on a schedule; GET polling on a sample, one SSE subscriber",
+            "loads": loads,
+        }
+
+    # --- 4. reads -----------------------------------------------------------------------
+
+    def reads(self) -> Result:
+        stock = [f"{ITEMS_PATH}/{item}/stock" for item in self.items]
+        cold_stock = [f"{ITEMS_PATH}/{item}/stock" for item in self.cold_items]
+        cases: list[Result] = []
+
+        def measure(cache: str, endpoint: str, paths: list[str], seconds: float, warm: bool) -> None:
+            load = ReadLoad(self.stack.query_url, self.tokens["viewer"], paths, self.size.read_clients, seconds, warm)
+            result = self._measure(partial(run_in_process, read_load, load, 600))
+            result.update({"cache": cache, "endpoint": endpoint, "pass": "one read per item" if not seconds else None})
+            log(
+                f"  {cache:<12} {endpoint:<6} {result['requests_per_s']:>8} req/s, "
+                f"p50 {result['latency'].get('p50_ms')} ms, p99 {result['latency'].get('p99_ms')} ms"
+            )
+            cases.append(result)
+
+        seconds = self.size.read_seconds
+        measure("hot", "stock", stock, seconds, True)
+        measure("hot", "list", [LIST_PATH], seconds, True)
+        notes: dict[str, str] = {
+            "list": "the list endpoint always reads SQLite (the cache holds single items only)",
+        }
+        if self.stack.redis_url:
+            import redis
+
+            redis.Redis.from_url(self.stack.redis_url).flushall()
+            notes["cold"] = "Redis flushed (FLUSHALL), then each never-read item read once"
+        else:
+            notes["cold"] = (
+                "each never-read item read once; the in-process cache is filled by the listener on every "
+                "commit, so these reads find their item in it"
+            )
+        measure("cold", "stock", cold_stock, 0, False)
+        measure("cold", "list", [LIST_PATH], seconds, False)
+        if self.stack.redis_url and self.stack.started:
+            self.stack.stop_redis()
+            try:
+                measure("redis-down", "stock", stock, seconds, False)
+                measure("redis-down", "list", [LIST_PATH], seconds, False)
+            finally:
+                self.stack.start_redis()
+            self._wait_cache_back()
+        else:
+            notes["redis-down"] = "not measured: " + (
+                "the embedded mode has no Redis" if not self.stack.redis_url else "needs a stack the harness started"
+            )
+        return {"clients": self.size.read_clients, "cases": cases, "notes": notes}
+
+    def _wait_cache_back(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                status, body = http_json(f"{self.stack.query_url}/api/v1/ready")
+            except OSError:
+                status, body = 0, {}
+            if status == 200 and body.get("checks", {}).get("redis", {}).get("status") == "ok":
+                return
+            time.sleep(0.2)
+
+    # --- 5. SSE fan-out -----------------------------------------------------------------
+
+    def fanout(self) -> Result:
+        groups = []
+        for count in self.size.fanout_subscribers:
+            groups.append(self._fanout(count))
+        return {"workload": "POST adjust +1 on one item at a time; every subscriber waits for its item event",
+                "groups": groups}  # fmt: skip
+
+    def _fanout(self, count: int) -> Result:
+        per_process = self.size.subscribers_per_process
+        processes = max(1, math.ceil(count / per_process))
+        shares = [count // processes + (1 if i < count % processes else 0) for i in range(processes)]
+        watch = random.Random(count).sample(self.items, min(self.size.fanout_commands, len(self.items)))
+        versions = self._versions(watch)
+        spacing = 0.2 + count / 2500
+        group = SubscriberProcesses(
+            [SubscriberLoad(self.stack.query_url, self.tokens["viewer"], share, watch) for share in shares]
+        )
+        try:
+            connected = group.wait_ready(timeout=120 + count / 20)
+            before = self._cpu()
+            started = time.monotonic()
+            targets = run_async(self._send_one_by_one(watch, versions, spacing))
+            time.sleep(2.0 + spacing)
+            reports = group.finish(targets)
+            server_cpu = self._cpu_since(before, time.monotonic() - started)
+        finally:
+            group.close()
+        latencies = [value for report in reports for value in report["latencies"]]
+        result = {
+            "subscribers": count,
+            "processes": processes,
+            "connected": connected,
+            "connect_seconds": max(report["connect_seconds"] for report in reports),
+            "connect_failures": [report["connect_failures"] for report in reports],
+            "disconnected": sum(report["disconnected"] for report in reports),
+            "commands": len(targets),
+            "command_spacing_seconds": round(spacing, 3),
+            "deliveries": len(latencies),
+            "missing": sum(report["missing"] for report in reports),
+            "latency": summarize(latencies),
+            "generator": [report["generator"] for report in reports],
+            "server_cpu": server_cpu,
+        }
+        log(
+            f"  {count:>5} subscribers ({connected} connected): p50 {result['latency'].get('p50_ms')} ms, "
+            f"p99 {result['latency'].get('p99_ms')} ms, missing {result['missing']}"
+        )
+        return result
+
+    async def _send_one_by_one(
+        self, items: list[str], versions: dict[str, int], spacing: float
+    ) -> dict[str, tuple[int, float]]:
+        client = self._client("clerk")
+        targets: dict[str, tuple[int, float]] = {}
+        try:
+            for item in items:
+                response = await client.call("POST", f"{ITEMS_PATH}/{item}/adjust", {"quantity": 1})
+                answered = time.monotonic()
+                if response.status != 202:
+                    raise api.ApiFailure(f"adjust {item}: HTTP {response.status} {response.body[:200]!r}")
+                self.accepted.add(command_id_of(response))
+                targets[item] = (versions[item] + 1, answered)
+                await asyncio.sleep(spacing)
+        finally:
+            client.close()
+        return targets
+
+    # --- 2. listener catch-up -----------------------------------------------------------
+
+    def catch_up(self) -> Result:
+        stack = self.stack
+        if not stack.started or stack.data_dir is None:
+            return {"skipped": "needs a stack the harness started (it stops and restarts the listener)"}
+        data_dir = stack.data_dir
+        self.drain()
+        count = self.size.backlog_events
+        messages, command_ids = backlog.backlog(self.items, count)
+        stack.stop_listener()
+        if stack.mode == "kafka":
+            assert stack.kafka_bootstrap is not None
+            event_log = backlog.kafka_log(stack.kafka_bootstrap, stack.topic_prefix)
+        else:
+            event_log = backlog.embedded_log(data_dir)
+        produce_seconds = run_async(backlog.produce(event_log, messages))
+        self.accepted.update(command_ids)
+        baseline = checks.outcome_count(data_dir)
+        target = baseline + count
+        log(f"  {count} events produced in {produce_seconds:.1f} s; starting the listener")
+        before = self._cpu()
+        started = time.monotonic()
+        stack.start_listener(wait=False)
+        first_at: float | None = None
+        first_count = baseline
+        done_at: float | None = None
+        deadline = started + self.size.drain_timeout
+        while time.monotonic() < deadline:
+            try:
+                current = checks.outcome_count(data_dir)
+            except sqlite3.OperationalError:
+                current = baseline
+            now = time.monotonic()
+            if first_at is None and current > baseline:
+                first_at, first_count = now, current
+            if current >= target:
+                done_at = now
+                break
+            time.sleep(0.1)
+        server_cpu = self._cpu_since(before, time.monotonic() - started)
+        stack.wait_listener()
+        if done_at is None or first_at is None:
+            raise TimeoutError(f"the listener did not apply {count} events within {self.size.drain_timeout:.0f} s")
+        applying = max(done_at - first_at, 1e-9)
+        return {
+            "events": count,
+            "mix": "adjust +1, reserve 1, release 1 in turn per item",
+            "produce_seconds": round(produce_seconds, 2),
+            "produced_per_s": round(count / produce_seconds, 1),
+            "start_to_first_apply_seconds": round(first_at - started, 2),
+            "apply_seconds": round(applying, 2),
+            "events_per_s": round((target - first_count) / applying, 1),
+            "events_per_s_including_start": round(count / (done_at - started), 1),
+            "listener_process": "all (embedded)" if stack.mode == "embedded" else "listener",
+            "server_cpu": server_cpu,
+        }
+
+    # --- 7. correctness -----------------------------------------------------------------
+
+    def correctness(self) -> Result:
+        stack = self.stack
+        if stack.data_dir is None:
+            return {"skipped": "needs the data directory (--data-dir) to read the inventory database"}
+        drained = True
+        try:
+            drain_seconds = self.drain()
+        except TimeoutError:
+            drained, drain_seconds = False, self.size.drain_timeout
+        report = checks.database_report(stack.data_dir, self.accepted)
+        report["drained"] = drained
+        report["drain_seconds"] = drain_seconds
+        messages: int | None = None
+        if stack.mode == "kafka" and stack.kafka_bootstrap:
+            messages = checks.kafka_topic_messages(stack.kafka_bootstrap, stack.topic_prefix)
+        elif stack.mode == "embedded" and (stack.data_dir / "eventlog.db").exists():
+            messages = checks.embedded_topic_messages(stack.data_dir)
+        report["command_topic_messages"] = messages
+        report["unaccounted_messages"] = None if messages is None else messages - report["outcomes"]
+        report["ok"] = (
+            drained
+            and report["oversold"] == 0
+            and report["lost"] == 0
+            and report["applied_twice"] == 0
+            and report["unaccounted_messages"] in (0, None)
+        )
+        if not report["ok"]:
+            self.failed = True
+        log(
+            f"  oversold {report['oversold']}, lost {report['lost']}, applied twice {report['applied_twice']}, "
+            f"messages {messages} / outcomes {report['outcomes']}"
+        )
+        return report
+
+    # --- 6. resources -------------------------------------------------------------------
+
+    def resources(self) -> Result:
+        self.stack.sample()
+        processes = {
+            process.name: {"pid": process.pid, "peak_rss_mib": round(process.peak_kib / 1024, 1),
+                           "cpu_seconds": round(process.cpu(), 1)}
+            for process in self.stack.watched
+        }  # fmt: skip
+        generators = [g for g in _generators(self.sections)]
+        return {
+            "processes": processes,
+            "load_generator": {
+                "peak_rss_mib": round(max((g.get("peak_rss_kib", 0) for g in generators), default=0) / 1024, 1),
+                "cpu_seconds": round(sum(g.get("cpu_seconds", 0.0) for g in generators), 1),
+                "max_cpu_percent": max((g.get("cpu_percent", 0.0) for g in generators), default=0.0),
+            },
+            "note": "peak RSS is VmHWM from /proc; CPU is user+system over the whole run",
+        }
+
+
+def _generators(value: Any) -> list[Result]:
+    """Every load generator report anywhere in the results."""
+    found: list[Result] = []
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "generator":
+                found += inner if isinstance(inner, list) else [inner]
+            else:
+                found += _generators(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found += _generators(inner)
+    return found
+
+
+def size_description(size: Size) -> Result:
+    return asdict(size)
