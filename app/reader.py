@@ -118,7 +118,7 @@ class InventoryReader:
             return {}
         marks = ", ".join("?" * len(item_ids))
         rows = await self.rows(
-            "SELECT id, sku, name, description, version, created_at, updated_at, deleted_at "
+            "SELECT id, sku, name, description, version, created_at, updated_at, deleted_at, low_stock_threshold "
             f"FROM items WHERE id IN ({marks})",
             item_ids,
         )
@@ -130,7 +130,21 @@ class InventoryReader:
         by_item: dict[str, dict[str, StockLevel]] = {}
         for item_id, location, quantity, reserved, version, updated_at in levels:
             by_item.setdefault(item_id, {})[location] = StockLevel(location, quantity, reserved, version, updated_at)
-        return {r[0]: Item(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], by_item.get(r[0], {})) for r in rows}
+        return {
+            r[0]: Item(
+                id=r[0],
+                sku=r[1],
+                name=r[2],
+                description=r[3],
+                version=r[4],
+                created_at=r[5],
+                updated_at=r[6],
+                deleted_at=r[7],
+                levels=by_item.get(r[0], {}),
+                low_stock_threshold=r[8],
+            )
+            for r in rows
+        }
 
     async def list_items(
         self, *, page: int, page_size: int, q: str | None, location: str | None, sort: str

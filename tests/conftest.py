@@ -14,7 +14,7 @@ from litestar.testing import AsyncTestClient
 from app.bootstrap import Container, ServiceRole, build_container
 from app.http.application import create_app
 from tests.support.app import base_env, create_users, settings_for
-from tests.support.services import KafkaBroker, RedisServer, free_port
+from tests.support.services import KafkaBroker, RedisServer, free_port, free_port_pair
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +24,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if given:
         yield given
         return
-    broker = KafkaBroker(free_port(), tmp_path_factory.mktemp("kafka"))
+    broker = KafkaBroker(free_port_pair(), tmp_path_factory.mktemp("kafka"))
     broker.start()
     try:
         yield broker.bootstrap

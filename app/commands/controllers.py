@@ -160,6 +160,7 @@ class CommandController(Controller):
             location=data.location,
             locations=settings.locations,
             default_location=settings.default_location,
+            low_stock_threshold=data.low_stock_threshold,
         )
         sku = data.sku.strip()
         return await self._submit(
@@ -197,6 +198,7 @@ class CommandController(Controller):
             description=data.description,
             expected_version=checks.check_expected_version(if_match),
             default_location=settings.default_location,
+            low_stock_threshold=data.low_stock_threshold,
         )
         return await self._submit(
             request,

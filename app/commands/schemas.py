@@ -15,6 +15,7 @@ from app.domain.model import DESCRIPTION_MAX, MAX_COMMAND_QUANTITY, NAME_MAX, RE
 Sku = Annotated[str, msgspec.Meta(description="1-64 characters of A-Z a-z 0-9 . _ -", examples=["TSHIRT-RED-M"])]
 Name = Annotated[str, msgspec.Meta(description=f"1-{NAME_MAX} characters")]
 Description = Annotated[str, msgspec.Meta(description=f"0-{DESCRIPTION_MAX} characters")]
+Threshold = Annotated[int, msgspec.Meta(description="low stock at or below this many available; null = default")]
 LocationCode = Annotated[str, msgspec.Meta(description="a configured location code; the default location if absent")]
 
 
@@ -24,11 +25,13 @@ class CreateItem(msgspec.Struct, forbid_unknown_fields=True):
     description: Description | None = None
     quantity: Annotated[int, msgspec.Meta(description=f"initial stock, 0-{MAX_COMMAND_QUANTITY}")] = 0
     location: LocationCode | None = None
+    low_stock_threshold: Threshold | None = None
 
 
 class UpdateItem(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     description: Description | None = None
+    low_stock_threshold: Threshold | None = None
 
 
 class AdjustStock(msgspec.Struct, forbid_unknown_fields=True):

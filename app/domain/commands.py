@@ -81,6 +81,11 @@ class _Checker:
             self.fail(field, f"must be at most {MAX_COMMAND_QUANTITY}")
         return value
 
+    def threshold(self, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= MAX_COMMAND_QUANTITY:
+            self.fail("low_stock_threshold", f"must be between 0 and {MAX_COMMAND_QUANTITY}")
+        return value
+
     def location(self, value: str | None, locations: tuple[str, ...], default: str) -> str:
         if value is None or value.strip() == "":
             return default
@@ -120,6 +125,7 @@ def create_item(
     location: str | None,
     locations: tuple[str, ...],
     default_location: str,
+    low_stock_threshold: int | None = None,
 ) -> CommandRequest:
     check = _Checker()
     clean_sku = (sku or "").strip()
@@ -131,8 +137,11 @@ def create_item(
     clean_description = check.text("description", description, required=False, max_length=DESCRIPTION_MAX)
     check.units("quantity", quantity, minimum=0)
     code = check.location(location, locations, default_location)
+    threshold = check.threshold(low_stock_threshold)
     check.raise_if_failed()
-    data = ItemCreatedData(sku=clean_sku, name=clean_name, description=clean_description, quantity=quantity)
+    data = ItemCreatedData(
+        sku=clean_sku, name=clean_name, description=clean_description, quantity=quantity, low_stock_threshold=threshold
+    )
     return CommandRequest(EventType.ITEM_CREATED, item_id, code, data)
 
 
@@ -143,12 +152,14 @@ def update_item(
     description: str | None,
     expected_version: int | None,
     default_location: str,
+    low_stock_threshold: int | None = None,
 ) -> CommandRequest:
     check = _Checker()
     clean_name = check.text("name", name, required=True, max_length=NAME_MAX)
     clean_description = check.text("description", description, required=False, max_length=DESCRIPTION_MAX)
+    threshold = check.threshold(low_stock_threshold)
     check.raise_if_failed()
-    data = ItemUpdatedData(name=clean_name, description=clean_description)
+    data = ItemUpdatedData(name=clean_name, description=clean_description, low_stock_threshold=threshold)
     return CommandRequest(EventType.ITEM_UPDATED, item_id, default_location, data, expected_version)
 
 

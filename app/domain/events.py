@@ -49,16 +49,21 @@ class EventType(StrEnum):
         return ITEMS_TOPIC if self.value.startswith("inventory.items.") else STOCK_TOPIC
 
 
-class ItemCreatedData(msgspec.Struct, forbid_unknown_fields=True):
+Threshold = Annotated[int, msgspec.Meta(ge=0, le=MAX_COMMAND_QUANTITY)]
+
+
+class ItemCreatedData(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     sku: Sku
     name: Name
     description: Description = ""
     quantity: Annotated[int, msgspec.Meta(ge=0, le=MAX_COMMAND_QUANTITY)] = 0
+    low_stock_threshold: Threshold | None = None
 
 
-class ItemUpdatedData(msgspec.Struct, forbid_unknown_fields=True):
+class ItemUpdatedData(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     name: Name
     description: Description = ""
+    low_stock_threshold: Threshold | None = None
 
 
 class ItemDeletedData(msgspec.Struct, forbid_unknown_fields=True):

@@ -58,6 +58,8 @@ class Item:
     updated_at: str
     deleted_at: str | None = None
     levels: dict[str, StockLevel] = field(default_factory=dict)
+    # Available at or below this is "low stock" on the wall; None means the global default.
+    low_stock_threshold: int | None = None
 
     @property
     def deleted(self) -> bool:
@@ -124,6 +126,7 @@ def create_item(
     quantity: int,
     location: str,
     now: str,
+    low_stock_threshold: int | None = None,
 ) -> Decision:
     if existing is not None:
         return Rejected(Reason.INVALID, "an item with this id already exists")
@@ -141,17 +144,34 @@ def create_item(
         created_at=now,
         updated_at=now,
         levels={location: level},
+        low_stock_threshold=low_stock_threshold,
     )
     return Applied(item=item, location=location, quantity_delta=quantity)
 
 
-def update_item(item: Item | None, *, name: str, description: str, expected_version: int | None, now: str) -> Decision:
+def update_item(
+    item: Item | None,
+    *,
+    name: str,
+    description: str,
+    expected_version: int | None,
+    now: str,
+    low_stock_threshold: int | None = None,
+) -> Decision:
     live = _live(item)
     if isinstance(live, Rejected):
         return live
     if conflict := _check_version(live, expected_version):
         return conflict
-    return Applied(item=replace(live, name=name, description=description, version=live.version + 1, updated_at=now))
+    changed = replace(
+        live,
+        name=name,
+        description=description,
+        low_stock_threshold=low_stock_threshold,
+        version=live.version + 1,
+        updated_at=now,
+    )
+    return Applied(item=changed)
 
 
 def delete_item(item: Item | None, *, expected_version: int | None, now: str) -> Decision:

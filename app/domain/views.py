@@ -36,6 +36,7 @@ def item_view(item: Item) -> ItemView:
         "version": item.version,
         "created_at": item.created_at,
         "updated_at": item.updated_at,
+        "low_stock_threshold": item.low_stock_threshold,
         "locations": [level_view(item.levels[code]) for code in sorted(item.levels)],
     }
 

@@ -200,11 +200,17 @@ class Planner:
                     quantity=data.quantity,
                     location=event.location,
                     now=self._now,
+                    low_stock_threshold=data.low_stock_threshold,
                 )
             case EventType.ITEM_UPDATED:
                 assert isinstance(data, ItemUpdatedData)
                 return model.update_item(
-                    item, name=data.name, description=data.description, expected_version=expected, now=now
+                    item,
+                    name=data.name,
+                    description=data.description,
+                    expected_version=expected,
+                    now=now,
+                    low_stock_threshold=data.low_stock_threshold,
                 )
             case EventType.ITEM_DELETED:
                 return model.delete_item(item, expected_version=expected, now=now)

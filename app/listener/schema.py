@@ -15,7 +15,8 @@ CREATE TABLE IF NOT EXISTS items (
     version INTEGER NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    deleted_at TEXT
+    deleted_at TEXT,
+    low_stock_threshold INTEGER
 );
 -- A deleted item keeps its row (history, late events) but frees its SKU.
 CREATE UNIQUE INDEX IF NOT EXISTS items_live_sku ON items (sku) WHERE deleted_at IS NULL;

@@ -24,7 +24,7 @@ from app.eventlog.base import Headers, TopicPartition
 from app.listener.planner import Loaded, ParkedEvent, Plan
 from app.listener.schema import open_writer
 
-ITEM_COLUMNS = "id, sku, name, description, version, created_at, updated_at, deleted_at"
+ITEM_COLUMNS = "id, sku, name, description, version, created_at, updated_at, deleted_at, low_stock_threshold"
 
 
 class Conflict(RuntimeError):
@@ -130,6 +130,7 @@ class InventoryStore:
                 updated_at=row[6],
                 deleted_at=row[7],
                 levels=by_item.get(row[0], {}),
+                low_stock_threshold=row[8],
             )
             for row in rows
         }
@@ -263,20 +264,30 @@ class InventoryStore:
     async def _write_items(self, plan: Plan) -> None:
         conn = self.conn
         await conn.executemany(
-            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (i.id, i.sku, i.name, i.description, i.version, i.created_at, i.updated_at, i.deleted_at)
+                (
+                    i.id,
+                    i.sku,
+                    i.name,
+                    i.description,
+                    i.version,
+                    i.created_at,
+                    i.updated_at,
+                    i.deleted_at,
+                    i.low_stock_threshold,
+                )
                 for i in plan.new_items.values()
             ],
         )
         updates = [
-            (i.sku, i.name, i.description, i.version, i.updated_at, i.deleted_at, i.id, base)
+            (i.sku, i.name, i.description, i.version, i.updated_at, i.deleted_at, i.low_stock_threshold, i.id, base)
             for i, base in plan.changed_items.values()
         ]
         if updates:
             cursor = await conn.executemany(
-                "UPDATE items SET sku = ?, name = ?, description = ?, version = ?, updated_at = ?, deleted_at = ? "
-                "WHERE id = ? AND version = ?",
+                "UPDATE items SET sku = ?, name = ?, description = ?, version = ?, updated_at = ?, deleted_at = ?, "
+                "low_stock_threshold = ? WHERE id = ? AND version = ?",
                 updates,
             )
             if cursor.rowcount != len(updates):

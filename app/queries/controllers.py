@@ -48,6 +48,7 @@ class ItemBody(msgspec.Struct):
     version: int
     created_at: str
     updated_at: str
+    low_stock_threshold: int | None
     locations: list[LevelBody]
 
 

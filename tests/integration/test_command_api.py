@@ -287,3 +287,15 @@ async def test_openapi_and_swagger_ui_are_served(api: Api) -> None:
     assert "/api/v1/inventory/items/{item_id}/reserve" in schema["paths"]
     assert "/api/v1/commands/{command_id}" in schema["paths"]
     assert (await api.client.get("/schema/swagger")).status_code == 200
+
+
+async def test_a_low_stock_threshold_is_kept_and_can_be_changed(api: Api) -> None:
+    item = await api.create(quantity=3, low_stock_threshold=4)
+    assert item["low_stock_threshold"] == 4
+    updated = await api.client.put(
+        f"{ITEMS}/{item['id']}", json={"name": "Renamed"}, headers=api.headers(Prefer="wait=10")
+    )
+    assert updated.status_code == 200
+    assert updated.json()["low_stock_threshold"] is None and updated.json()["name"] == "Renamed"
+    bad = await api.client.post(ITEMS, json=item_body(low_stock_threshold=-1), headers=api.headers())
+    assert fields(assert_error_shape(bad, 400, "ValidationError")) == {"low_stock_threshold"}

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import running_app
 from tests.support.app import base_env, item_body, kafka_env, login
-from tests.support.services import KafkaBroker, free_port
+from tests.support.services import KafkaBroker, free_port_pair
 from tests.support.waiting import eventually
 
 ITEMS = "/api/v1/inventory/items"
@@ -18,7 +18,7 @@ ITEMS = "/api/v1/inventory/items"
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
     """A broker of this test's own: stopping it must not disturb the other tests."""
-    broker = KafkaBroker(free_port(), tmp_path / "kafka")
+    broker = KafkaBroker(free_port_pair(), tmp_path / "kafka")
     broker.start()
     try:
         yield broker

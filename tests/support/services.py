@@ -19,6 +19,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_pair() -> int:
+    """A free port whose next port is free too (the broker's controller listens on port + 1)."""
+    for _ in range(50):
+        port = free_port()
+        if port < 65535 and not port_is_open(port + 1):
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free pair of ports")
+
+
 def port_is_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
