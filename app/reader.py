@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -215,6 +216,21 @@ class InventoryReader:
         """The newest change the listener has announced on the feed."""
         rows = await self.rows("SELECT seq FROM changes WHERE sent = 1 ORDER BY seq DESC LIMIT 1")
         return int(rows[0][0]) if rows else 0
+
+    async def dead_letters(self, *, limit: int, letter_id: int | None = None) -> list[dict[str, Any]]:
+        rows = await self.rows(
+            'SELECT id, topic, partition, "offset", key, value, headers, error, attempts, created_at, replayed_at '
+            "FROM dead_letters WHERE (? IS NULL OR id = ?) ORDER BY id DESC LIMIT ?",
+            (letter_id, letter_id, limit),
+        )
+        keys = (
+            "id", "topic", "partition", "offset", "key", "value", "headers", "error", "attempts", "created_at",
+            "replayed_at",
+        )  # fmt: skip
+        letters = [dict(zip(keys, row, strict=True)) for row in rows]
+        for letter in letters:
+            letter["headers"] = [(k, v.encode("latin-1")) for k, v in json.loads(letter["headers"])]
+        return letters
 
     async def seq_range(self) -> tuple[int, int]:
         """Oldest and newest change sequence numbers still kept (0, 0 when there are none)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,20 +10,30 @@ from typing import Any
 from litestar import Litestar, Router
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.config.cors import CORSConfig
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
+from litestar.template import TemplateConfig
 from litestar.types import ASGIApp, ControllerRouterHandler
 
 from app.bootstrap import Container
 from app.commands.controllers import CommandController, CommandStatusController
-from app.http.auth import authentication
+from app.http.auth import PUBLIC, authentication
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.head import head_as_get
 from app.http.request_id import echo_request_id
 from app.http.system import SystemController, metrics
 from app.queries.controllers import ItemQueryController
 from app.queries.stream import ChangeStream, stream_changes
+from app.web.forms import FormCommandController
+from app.web.live import LiveUpdates, page_stream
+from app.web.pages import LoginController, PageController
+from app.web.paths import STATIC
+from app.web.rendering import Renderer, build_environment
 
 TITLES = {
     "all": "Inventory (all roles)",
@@ -50,8 +61,9 @@ def create_app(container: Container) -> Litestar:
         "readiness": _value(container.readiness),
     }
     plugins: list[Any] = []
+    environment = build_environment()
     if container.commands is not None:
-        handlers.append(CommandController)
+        handlers += [CommandController, FormCommandController]
         dependencies["service"] = _value(container.commands)
     if container.status is not None:
         handlers.append(CommandStatusController)
@@ -65,9 +77,12 @@ def create_app(container: Container) -> Litestar:
         )
         container.feed.channels = channels
         plugins.append(channels)
-        handlers += [ItemQueryController, stream_changes]
+        handlers += [ItemQueryController, stream_changes, LoginController, PageController, page_stream]
         dependencies["queries"] = _value(container.queries)
+        dependencies["reader"] = _value(container.reader)
         dependencies["change_stream"] = _value(ChangeStream(container.reader, container.feed, channels))
+        dependencies["live_updates"] = _value(LiveUpdates(Renderer(environment, {}), container.reader))
+    handlers.append(create_static_files_router(path="/static", directories=[STATIC], opt={PUBLIC: True}))
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncGenerator[None, None]:
@@ -86,6 +101,16 @@ def create_app(container: Container) -> Litestar:
         middleware=[authentication(container.tokens)],
         before_send=[echo_request_id],
         exception_handlers=EXCEPTION_HANDLERS,
+        template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(environment)),
+        csrf_config=CSRFConfig(
+            secret=hashlib.sha256(f"csrf:{settings.jwt_secret}".encode()).hexdigest(),
+            cookie_name="inventory_csrf",
+            cookie_secure=settings.env == "prod",
+            cookie_samesite="lax",
+            # The JSON API uses bearer tokens (no ambient authority), so CSRF is for pages and forms.
+            exclude=["^/api/", "^/schema", "^/metrics", "^/static/"],
+        ),
+        cors_config=_cors(settings.cors_origins),
         request_max_body_size=settings.max_body_bytes,
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(
@@ -97,6 +122,24 @@ def create_app(container: Container) -> Litestar:
         debug=False,
         logging_config=None,  # app.logs configures logging for the process
     )
+
+
+def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
+    """Pages served by the query service send commands to the command service: allow those
+    origins, with the session cookie."""
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(origins),
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "DELETE"],
+        allow_headers=[
+            "content-type", "x-csrftoken", "x-request-id", "idempotency-key", "prefer", "if-match", "authorization",
+            "hx-request", "hx-current-url", "hx-target", "hx-trigger", "hx-trigger-name", "hx-boosted", "hx-prompt",
+        ],
+        expose_headers=["x-request-id", "location", "x-command-id", "retry-after"],
+        max_age=600,
+    )  # fmt: skip
 
 
 def asgi(container: Container) -> ASGIApp:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from litestar import Request, Response
 from litestar.exceptions import (
@@ -74,7 +76,9 @@ def _response(
     return Response(content=error_body(error, message, details), status_code=status, headers=headers)
 
 
-def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
+def _api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
+    if not _is_api(request):
+        return _html(request, exc.status, exc.message, exc.headers)
     return _response(exc.status, exc.error, exc.message, exc.details, exc.headers)
 
 
@@ -114,7 +118,23 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
     return _response(400, "ValidationError", "the request is invalid", details)
 
 
-def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def _is_api(request: Request[Any, Any, Any]) -> bool:
+    path = request.url.path
+    return path.startswith(("/api/", "/schema", "/metrics"))
+
+
+def _html(request: Request[Any, Any, Any], status: int, message: str, headers: dict[str, str]) -> Response[Any]:
+    """Pages and their forms get HTML: a login redirect, or a short message htmx can show."""
+    if status == 401 and not request.url.path.startswith("/ui/"):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return Response(b"", status_code=303, headers={"Location": "/login?" + urlencode({"next": target})})
+    if status == 401:
+        headers = {**headers, "HX-Redirect": "/login"}
+    body = f'<p class="badge" role="alert"><strong class="state error">{html.escape(message)}</strong></p>'
+    return Response(body.encode(), status_code=status, headers=headers, media_type="text/html")
+
+
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     headers = dict(exc.headers or {})
     if isinstance(exc, NotAuthorizedException):
@@ -124,6 +144,8 @@ def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         message = "the request body is too large"
     if isinstance(exc, PermissionDeniedException) and not exc.detail:
         message = "your role does not allow this"
+    if not _is_api(request):
+        return _html(request, status, message, headers)
     details = None
     if status == 400:
         # Litestar's own 400s (a body that is not JSON at all): same shape as ours.

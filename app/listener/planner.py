@@ -115,6 +115,7 @@ class Plan:
                 "kind": "item",
                 "item_id": item.id,
                 "version": item.version,
+                "created": item.id in self.new_items,
                 "deleted": item.deleted,
                 "item": None if item.deleted else item_view(item),
             }

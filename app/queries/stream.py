@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from litestar import get
 from litestar.channels import ChannelsPlugin
@@ -37,6 +38,16 @@ def change_event(change: dict[str, Any]) -> ServerSentEventMessage:
     )
 
 
+@dataclass(frozen=True)
+class StreamItem:
+    """What a subscriber receives: a change, a reset (reload), a keep-alive, or the greeting sent
+    once the subscription is in place."""
+
+    kind: Literal["hello", "change", "reset", "ping"]
+    change: dict[str, Any] | None = None
+    seq: int = 0
+
+
 class ChangeStream:
     """One subscriber's view of the feed: replay, then live, without gaps or repeats."""
 
@@ -45,59 +56,66 @@ class ChangeStream:
         self._feed = feed
         self._channels = channels
 
-    async def events(self, last_event_id: int | None) -> AsyncGenerator[ServerSentEventMessage, None]:
+    async def items(self, last_event_id: int | None) -> AsyncGenerator[StreamItem, None]:
         # Subscribe first, then replay: a change committed in between is in both, and the
         # sequence check below drops the second copy.
         async with self._channels.start_subscription([CHANNEL]) as subscriber:
             self._feed.subscribers += 1
             SSE_CLIENTS.inc()
             try:
-                yield ServerSentEventMessage(comment="connected", retry=RETRY_MS)
+                yield StreamItem("hello")
                 # A new client starts at what this process has announced; a returning one gets
                 # everything after its Last-Event-ID from the outbox first.
                 last = self._feed.last_seq
                 if last_event_id is not None:
                     oldest, newest = await self._reader.seq_range()
                     last = last_event_id
-                    async for message, replayed in self._replay(last, max(newest, self._feed.last_seq), oldest):
-                        yield message
-                        last = replayed
+                    async for item in self._replay(last, max(newest, self._feed.last_seq), oldest):
+                        yield item
+                        last = item.seq
                 async for raw in subscriber.iter_events():
                     change = json.loads(raw)
                     if change["kind"] == "ping":
-                        yield ServerSentEventMessage(comment="ping")
+                        yield StreamItem("ping")
                         continue
                     seq = int(change["seq"])
                     if seq <= last:
                         continue
                     if seq > last + 1:  # we fell behind and lost queued events: take them from the outbox
-                        async for message, replayed in self._replay(last, seq - 1, 0):
-                            yield message
-                            last = replayed
-                    yield change_event(change)
+                        async for item in self._replay(last, seq - 1, 0):
+                            yield item
+                            last = item.seq
+                    yield StreamItem("change", change, seq)
                     last = seq
             finally:
                 self._feed.subscribers -= 1
                 SSE_CLIENTS.dec()
 
-    async def _replay(
-        self, after: int, up_to: int, oldest: int
-    ) -> AsyncGenerator[tuple[ServerSentEventMessage, int], None]:
-        if after > up_to:
-            # The client claims to be ahead of us (a reset database): start again.
-            yield _reset(up_to), up_to
-            return
-        if up_to - after > MAX_REPLAY or (oldest and after < oldest - 1):
-            yield _reset(up_to), up_to
+    async def events(self, last_event_id: int | None) -> AsyncGenerator[ServerSentEventMessage, None]:
+        """The JSON stream of the API."""
+        async for item in self.items(last_event_id):
+            if item.kind == "hello":
+                yield ServerSentEventMessage(comment="connected", retry=RETRY_MS)
+            elif item.kind == "ping":
+                yield ServerSentEventMessage(comment="ping")
+            elif item.kind == "reset":
+                yield _reset(item.seq)
+            elif item.change is not None:
+                yield change_event(item.change)
+
+    async def _replay(self, after: int, up_to: int, oldest: int) -> AsyncGenerator[StreamItem, None]:
+        if after > up_to or up_to - after > MAX_REPLAY or (oldest and after < oldest - 1):
+            # Too far behind, or ahead of us (a database that was reset): start again.
+            yield StreamItem("reset", seq=up_to)
             return
         while after < up_to:
             rows = await self._reader.changes_after(after, min(REPLAY_PAGE, up_to - after))
             if not rows:
-                yield _reset(up_to), up_to
+                yield StreamItem("reset", seq=up_to)
                 return
             for seq, payload in rows:
                 after = seq
-                yield change_event({"seq": seq, **json.loads(payload)}), seq
+                yield StreamItem("change", {"seq": seq, **json.loads(payload)}, seq)
 
 
 def _reset(seq: int) -> ServerSentEventMessage:

@@ -1,0 +1,66 @@
+"""What every page and partial needs to know: who is looking, what they may do, where commands go."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.utils.scope.state import ScopeState
+
+from app.auth.roles import Role
+from app.auth.tokens import Principal
+from app.reader import SORTS
+from app.settings import Settings
+
+SORT_LABELS = {
+    "sku": "SKU",
+    "name": "Name",
+    "-available": "Most available",
+    "available": "Least available",
+    "-quantity": "Most on hand",
+    "-updated_at": "Recently changed",
+}
+# htmx keeps the page on 4xx by default; ours carry the field errors and rejections to show.
+RESPONSE_HANDLING = [
+    {"code": "204", "swap": False},
+    {"code": "[23]..", "swap": True},
+    {"code": "[45]..", "swap": True, "error": False},
+]
+
+
+def role_context(user: Principal) -> dict[str, Any]:
+    return {
+        "user": user,
+        "can_move_stock": user.can(Role.CLERK),
+        "can_manage_items": user.can(Role.MANAGER),
+        "is_admin": user.can(Role.ADMIN),
+    }
+
+
+def site_context(settings: Settings) -> dict[str, Any]:
+    """The same for every request of this process: handed to partials the stream renders too."""
+    cross_origin = bool(settings.command_base_url)
+    return {
+        "command_base": settings.command_base_url,
+        "locations": settings.locations,
+        "default_location": settings.default_location,
+        "low_stock_default": settings.low_stock_threshold,
+        "sorts": [(key, SORT_LABELS[key]) for key in SORT_LABELS if key in SORTS],
+        "htmx_config": {
+            "selfRequestsOnly": not cross_origin,
+            "withCredentials": cross_origin,
+            "responseHandling": RESPONSE_HANDLING,
+            "allowScriptTags": False,
+        },
+    }
+
+
+def page_context(request: Request[Any, Any, Any], settings: Settings, **extra: Any) -> dict[str, Any]:
+    user = request.user
+    assert isinstance(user, Principal)
+    return {
+        **site_context(settings),
+        **role_context(user),
+        "csrf": ScopeState.from_scope(request.scope).csrf_token or "",
+        **extra,
+    }

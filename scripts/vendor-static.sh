@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Re-vendor the browser libraries into static/vendor/ from the npm registry, at the pinned
+# versions below, and record them in static/vendor/VERSIONS. Run by hand when upgrading.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+HTMX=2.0.11          # htmx 4 breaks htmx-ext-sse: stay on 2.x
+HTMX_SSE=2.2.4
+PICO=2.1.1
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+(cd "$work" && npm pack --silent "htmx.org@$HTMX" "htmx-ext-sse@$HTMX_SSE" "@picocss/pico@$PICO" >/dev/null)
+for tarball in "$work"/*.tgz; do tar -xzf "$tarball" -C "$work" && mv "$work/package" "$work/$(basename "$tarball" .tgz)"; done
+
+mkdir -p static/vendor
+cp "$work/htmx.org-$HTMX/dist/htmx.min.js" static/vendor/htmx.min.js
+cp "$work/htmx-ext-sse-$HTMX_SSE/dist/sse.min.js" static/vendor/htmx-ext-sse.min.js
+cp "$work/picocss-pico-$PICO/css/pico.min.css" static/vendor/pico.min.css
+cat > static/vendor/VERSIONS <<VERSIONS
+htmx.org $HTMX (dist/htmx.min.js, BSD-0-Clause)
+htmx-ext-sse $HTMX_SSE (dist/sse.min.js, BSD-0-Clause)
+@picocss/pico $PICO (css/pico.min.css, MIT)
+VERSIONS
+echo "vendored: $(tr '\n' ';' < static/vendor/VERSIONS)"

@@ -1,0 +1,26 @@
+// Small helpers for the live pages; everything else is htmx attributes in the templates.
+(function () {
+  // The connection indicator: every page with a live stream shows whether it is connected.
+  function show(state) {
+    var el = document.getElementById("conn");
+    if (!el) return;
+    el.classList.remove("live", "lost", "connecting");
+    el.classList.add(state);
+    el.textContent = state === "live" ? el.dataset.liveLabel : el.dataset.lostLabel;
+  }
+  document.addEventListener("htmx:sseOpen", function () { show("live"); });
+  document.addEventListener("htmx:sseError", function () { show("lost"); });
+  document.addEventListener("htmx:sseClose", function () { show("lost"); });
+
+  // A live row or tile for something not on the page yet: add it to its container
+  // (data-home) instead of dropping it. Deletions carry no data-home and are dropped.
+  document.addEventListener("htmx:oobErrorNoTarget", function (event) {
+    var element = event.detail.content;
+    var home = element && element.dataset && element.dataset.home && document.querySelector(element.dataset.home);
+    if (!home) return;
+    element.removeAttribute("hx-swap-oob");
+    home.querySelectorAll("[data-placeholder]").forEach(function (placeholder) { placeholder.remove(); });
+    home.appendChild(element);
+    htmx.process(element);
+  });
+})();
