@@ -12,6 +12,7 @@ import httpx
 
 from tests.support.app import PASSWORD, USERS, base_env, kafka_env
 from tests.support.processes import ServiceProcess, run_cli
+from tests.support.services import free_port
 
 
 @dataclass
@@ -45,13 +46,21 @@ class Stack:
 def split_stack(
     kafka_bootstrap: str, redis_url: str | None, data_dir: Path, logs: Path, **extra: str
 ) -> Iterator[Stack]:
-    env = base_env(data_dir, **kafka_env(kafka_bootstrap), **extra)
+    command_port, query_port = free_port(), free_port()
+    env = base_env(
+        data_dir,
+        **kafka_env(kafka_bootstrap),
+        # Pages come from the query service and send commands to the command service (CORS).
+        INVENTORY_COMMAND_BASE_URL=f"http://127.0.0.1:{command_port}",
+        INVENTORY_CORS_ORIGINS=f"http://127.0.0.1:{query_port}",
+        **extra,
+    )
     if redis_url:
         env["INVENTORY_REDIS_URL"] = redis_url
     stack = Stack(
-        command=ServiceProcess("command", env, logs / "command.log"),
+        command=ServiceProcess("command", env, logs / "command.log", port=command_port),
         listener=ServiceProcess("listener", env, logs / "listener.log"),
-        query=ServiceProcess("query", env, logs / "query.log"),
+        query=ServiceProcess("query", env, logs / "query.log", port=query_port),
         env=env,
         data_dir=data_dir,
     )
