@@ -18,6 +18,7 @@ from app.auth.users import UserStore
 from app.cache.base import ItemCache
 from app.cache.memory import MemoryCache
 from app.cache.redis import RedisCache
+from app.commands.deadletters import DeadLetterReplayer
 from app.commands.outcomes import CommandStatus, OutcomeWaiter
 from app.commands.service import CommandService
 from app.commands.store import CommandLookup, CommandStore
@@ -77,6 +78,7 @@ class Container:
     listener: Listener | None = None
     queries: QueryService | None = None
     feed: ChangeFeed | None = None
+    replayer: DeadLetterReplayer | None = None
     topics_ready: bool = False
     _commands_ro: aiosqlite.Connection | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -246,6 +248,7 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
         login_limiter=LoginRateLimiter(settings.login_attempts_per_minute),
     )
     has = container.has
+    container.replayer = DeadLetterReplayer(reader, event_log)
     if "listener" in has:
         container.inventory = InventoryStore(settings.inventory_db)
         container.relay = OutboxRelay(container.inventory, event_log, cache)

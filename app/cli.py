@@ -6,13 +6,18 @@ import argparse
 import asyncio
 import getpass
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
 
 from app.auth.roles import Role
 from app.auth.users import UserError, UserStore
-from app.bootstrap import ROLES, ServiceRole, build_container
+from app.bootstrap import ROLES, ServiceRole, build_container, build_event_log
+from app.eventlog.base import EventLog, LogUnavailable
 from app.logs import configure_logging
 from app.settings import PORTS, ConfigError, Settings, load_settings
+
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
@@ -21,6 +26,11 @@ def _settings() -> Settings:
     except ConfigError as exc:
         print(f"inventory: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"inventory: {message}", file=sys.stderr)
+    return code
 
 
 def serve(role: ServiceRole, host: str, port: int | None) -> None:
@@ -45,31 +55,43 @@ def serve(role: ServiceRole, host: str, port: int | None) -> None:
     uvicorn.Server(config).run()
 
 
+async def _with_log(settings: Settings, work: Callable[[EventLog], Awaitable[T]]) -> T:
+    event_log = build_event_log(settings, client_id="inventory-cli")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await event_log.start()
+    try:
+        return await work(event_log)
+    finally:
+        await event_log.stop()
+
+
+# --- users ----------------------------------------------------------------------------
+
+
 async def _users(args: argparse.Namespace) -> int:
     settings = _settings()
     store = UserStore(settings.users_db)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     await store.open()
     try:
+        name = getattr(args, "name", "").lower()
         if args.users_command == "add":
-            password = args.password or _ask_password()
-            await store.add(args.name.lower(), Role(args.role), password)
-            print(f"added {args.name.lower()} ({args.role})")
+            await store.add(name, Role(args.role), args.password or _ask_password())
+            print(f"added {name} ({args.role})")
         elif args.users_command == "passwd":
-            await store.set_password(args.name.lower(), args.password or _ask_password())
-            print(f"password changed for {args.name.lower()}")
+            await store.set_password(name, args.password or _ask_password())
+            print(f"password changed for {name}")
         elif args.users_command == "role":
-            await store.set_role(args.name.lower(), Role(args.role))
-            print(f"{args.name.lower()} is now {args.role}")
+            await store.set_role(name, Role(args.role))
+            print(f"{name} is now {args.role}")
         elif args.users_command == "remove":
-            await store.remove(args.name.lower())
-            print(f"removed {args.name.lower()}")
+            await store.remove(name)
+            print(f"removed {name}")
         else:
             for user in await store.list():
                 print(f"{user.username}\t{user.role.value}\t{user.created_at}")
     except UserError as exc:
-        print(f"inventory: {exc}", file=sys.stderr)
-        return 1
+        return _fail(str(exc))
     finally:
         await store.close()
     return 0
@@ -80,9 +102,143 @@ def _ask_password() -> str:
         return sys.stdin.readline().rstrip("\n")
     first = getpass.getpass("password: ")
     if first != getpass.getpass("again: "):
-        print("inventory: the passwords differ", file=sys.stderr)
-        raise SystemExit(1)
+        raise SystemExit(_fail("the passwords differ"))
     return first
+
+
+# --- topics, dead letters, rebuild, demo ---------------------------------------------------
+
+
+async def _topics(args: argparse.Namespace) -> int:
+    from app.eventlog.topics import TOPICS
+
+    settings = _settings()
+
+    async def work(event_log: EventLog) -> int:
+        if args.topics_command == "create":
+            await event_log.ensure_topics(TOPICS)
+            print("topics ready: " + ", ".join(spec.name for spec in TOPICS))
+            return 0
+        ends = await event_log.end_offsets([spec.name for spec in TOPICS])
+        for spec in TOPICS:
+            partitions = sorted((p, end) for (topic, p), end in ends.items() if topic == spec.name)
+            retention = "forever" if spec.retention_ms is None else f"{spec.retention_ms // 3_600_000} h"
+            offsets = " ".join(f"[{p}]={end}" for p, end in partitions) or "(missing)"
+            print(f"{spec.name}\tpartitions={len(partitions)}\tretention={retention}\tend offsets {offsets}")
+        return 0
+
+    try:
+        return await _with_log(settings, work)
+    except LogUnavailable as exc:
+        return _fail(f"the event log is unavailable: {exc}")
+
+
+async def _dlq(args: argparse.Namespace) -> int:
+    from app.commands.deadletters import DeadLetterNotFound, DeadLetterReplayer
+    from app.reader import InventoryReader, ReadModelUnavailable
+
+    settings = _settings()
+    reader = InventoryReader(settings.inventory_db, connections=1)
+
+    async def work(event_log: EventLog) -> int:
+        replayer = DeadLetterReplayer(reader, event_log)
+        if args.dlq_command == "list":
+            letters = await replayer.list(limit=args.limit)
+            for letter in letters:
+                state = f"replayed {letter['replayed_at']}" if letter["replayed_at"] else "not replayed"
+                source = f"{letter['topic']}[{letter['partition']}]@{letter['offset']}"
+                print(f"{letter['id']}\t{letter['created_at']}\t{source}\t{state}\t{letter['error']}")
+            if not letters:
+                print("no dead letters")
+            return 0
+        ids = list(args.ids)
+        if args.all:
+            ids += [letter["id"] for letter in await replayer.list(limit=10_000) if not letter["replayed_at"]]
+        for letter_id in ids:
+            try:
+                replayed = await replayer.replay(letter_id, actor="cli")
+            except DeadLetterNotFound:
+                return _fail(f"no dead letter {letter_id}")
+            print(f"replayed dead letter {replayed.dead_letter_id} to {replayed.topic}")
+        return 0
+
+    try:
+        return await _with_log(settings, work)
+    except (ReadModelUnavailable, LogUnavailable) as exc:
+        return _fail(str(exc))
+    finally:
+        await reader.close()
+
+
+async def _rebuild(args: argparse.Namespace) -> int:
+    from app.ops.rebuild import rebuild
+
+    settings = _settings()
+    report = await _with_log(settings, lambda log: rebuild(log, settings.data_dir, apply=args.apply))
+    print(f"replayed {report.events} events into {report.path if not report.applied else settings.inventory_db}")
+    if report.equal:
+        print("the rebuilt state equals the current state")
+    else:
+        print(f"the rebuilt state differs from the current state ({len(report.differences)} shown):")
+        for line in report.differences:
+            print(f"  {line}")
+    if report.applied:
+        print("applied: the previous database was kept next to it; start the listener to refresh the cache")
+    return 0 if report.equal or report.applied else 3
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from app.ops.demo import load_demo
+
+    settings = _settings()
+    if len(settings.locations) < 2:
+        print(
+            "inventory: demo data needs stores: set INVENTORY_LOCATIONS, e.g. MAIN,S001,S002,S003,S004,S005",
+            file=sys.stderr,
+        )
+    plan = await _with_log(settings, lambda log: load_demo(log, settings.locations, items=args.items))
+    print(
+        f"published {len(plan.events)} commands: {plan.items} items at {plan.locations[0]}, "
+        f"delivered to {', '.join(plan.locations[1:]) or 'no stores'}; the listener applies them"
+    )
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from app.ops.devstack import DevStack
+
+    base = args.port_base
+    stack = DevStack(
+        data_dir=Path(args.data_dir).resolve(),
+        kafka_port=args.kafka_port,
+        redis_port=args.redis_port,
+        ports={"command": base, "query": base + 1, "listener": base + 2},
+    )
+    try:
+        stack.start()
+        password = stack.ensure_admin()
+        q, c, lst = (stack.ports[r] for r in ("query", "command", "listener"))
+        print(
+            "\nThe inventory stack is up:\n"
+            f"  pages and queries   http://127.0.0.1:{q}/\n"
+            f"  commands (API)      http://127.0.0.1:{c}/schema/swagger\n"
+            f"  listener            http://127.0.0.1:{lst}/api/v1/ready\n"
+            f"  Kafka               127.0.0.1:{stack.kafka_port}\n"
+            f"  data and logs       {stack.data_dir}\n"
+            + (f"  user admin, password {password}\n" if password else "")
+            + "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        stack.run_until_signalled()
+    except (RuntimeError, OSError) as exc:
+        return _fail(str(exc))
+    finally:
+        print("stopping...", file=sys.stderr)
+        stack.stop()
+    return 0
+
+
+# --- the parser -------------------------------------------------------------------------
 
 
 def parser() -> argparse.ArgumentParser:
@@ -111,6 +267,29 @@ def parser() -> argparse.ArgumentParser:
     remove = user_commands.add_parser("remove", help="remove a user")
     remove.add_argument("name")
     user_commands.add_parser("list", help="list users")
+
+    topics = commands.add_parser("topics", help="create or describe the topics")
+    topics.add_argument("topics_command", choices=["create", "describe"])
+
+    dlq = commands.add_parser("dlq", help="dead letters: list or replay")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="list dead letters, newest first")
+    dlq_list.add_argument("--limit", type=int, default=50)
+    dlq_replay = dlq_commands.add_parser("replay", help="publish dead letters to their topics again")
+    dlq_replay.add_argument("ids", nargs="*", type=int)
+    dlq_replay.add_argument("--all", action="store_true", help="every dead letter not replayed yet")
+
+    rebuild = commands.add_parser("rebuild", help="rebuild the database by replaying the command topics")
+    rebuild.add_argument("--apply", action="store_true", help="replace the database (stop the listener first)")
+
+    demo = commands.add_parser("demo", help="publish realistic demo data (items stocked across the stores)")
+    demo.add_argument("--items", type=int, default=2000)
+
+    dev = commands.add_parser("dev", help="run Kafka, Redis and every role as separate processes here")
+    dev.add_argument("--data-dir", default="data/dev")
+    dev.add_argument("--kafka-port", type=int, default=9092)
+    dev.add_argument("--redis-port", type=int, default=6379)
+    dev.add_argument("--port-base", type=int, default=8080, help="command on it, query on +1, listener on +2")
     return top
 
 
@@ -119,9 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         serve(args.role, args.host, args.port)
         return 0
-    if args.command == "users":
-        return asyncio.run(_users(args))
-    return 2
+    if args.command == "dev":
+        return _dev(args)
+    runners = {"users": _users, "topics": _topics, "dlq": _dlq, "rebuild": _rebuild, "demo": _demo}
+    return asyncio.run(runners[args.command](args))
 
 
 if __name__ == "__main__":

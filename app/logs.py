@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from typing import Any
 
 from app.clock import utc_now
 
 EXTRA_FIELDS = ("request_id", "command_id", "item_id", "role")
+# Set per request (and per command) so every line logged while handling it carries the ids.
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+command_id_var: ContextVar[str | None] = ContextVar("command_id", default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,8 +29,9 @@ class JsonFormatter(logging.Formatter):
             "role": self._role,
             "message": record.getMessage(),
         }
+        context = {"request_id": request_id_var.get(), "command_id": command_id_var.get()}
         for name in EXTRA_FIELDS:
-            value = getattr(record, name, None)
+            value = getattr(record, name, None) or context.get(name)
             if value is not None:
                 entry[name] = value
         if record.exc_info:

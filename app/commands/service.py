@@ -28,6 +28,7 @@ from app.domain.commands import CommandRequest
 from app.domain.events import Event, EventType, ItemCreatedData, encode_event
 from app.eventlog.base import EventLog, LogUnavailable, Message
 from app.http.errors import ApiError, error_body, unavailable
+from app.logs import command_id_var
 from app.metrics import COMMANDS_ACCEPTED, COMMANDS_REFUSED
 from app.reader import InventoryReader, ReadModelUnavailable
 
@@ -206,6 +207,8 @@ class CommandService:
             data=command.data,
             expected_version=command.expected_version,
         )
+        command_id_var.set(event.command_id)
+        log.debug("accepted %s for item %s", event.event_type.value, event.item_id)
         return AcceptedCommand(
             command_id=event.command_id,
             item_id=event.item_id,
@@ -232,6 +235,7 @@ class CommandService:
         except LogUnavailable:
             self._waiter.forget(accepted.command_id)
             COMMANDS_REFUSED.labels(accepted.event_type, "unavailable").inc()
+            log.warning("event log unavailable: answered 503 for command %s", accepted.command_id)
             if accepted.idem_key is not None:
                 await self._store.set_state(accepted.command_id, "failed")
             raise unavailable("the event log is unavailable; nothing was accepted, retry later") from None

@@ -25,6 +25,8 @@ STOCK_TOPIC = "inventory.stock"
 DLQ_TOPIC = "inventory.dlq"
 CHANGES_TOPIC = "inventory.changes"
 COMMAND_TOPICS = (ITEMS_TOPIC, STOCK_TOPIC)
+# A header on a replayed dead letter: the id of the dead letter it came from.
+REPLAY_HEADER = "replay-of"
 
 Uuid = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
 Sku = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]

@@ -104,3 +104,7 @@ class EventLog(Protocol):
     async def ping(self) -> bool:
         """True if the log answers now."""
         ...
+
+    async def end_offsets(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
+        """The next offset of every partition of these topics (0 for an empty partition)."""
+        ...

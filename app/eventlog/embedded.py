@@ -221,6 +221,19 @@ class EmbeddedEventLog:
     async def ping(self) -> bool:
         return self._writer is not None and not self._writer.done()
 
+    async def end_offsets(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
+        assert self._conn is not None
+        ends: dict[TopicPartition, int] = {}
+        for topic in topics:
+            for partition in range(self.partitions(topic)):
+                async with self._conn.execute(
+                    'SELECT COALESCE(MAX("offset") + 1, 0) FROM records WHERE topic = ? AND partition = ?',
+                    (topic, partition),
+                ) as cursor:
+                    row = await cursor.fetchone()
+                ends[(topic, partition)] = int(row[0]) if row else 0
+        return ends
+
 
 class EmbeddedConsumer:
     def __init__(

@@ -166,6 +166,23 @@ class KafkaEventLog:
             prefix=self.prefix,
         )
 
+    async def end_offsets(self, topics: Sequence[str]) -> dict[TP, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        try:
+            await consumer.start()
+            cluster = await consumer._client.fetch_all_metadata()
+            tps = [
+                TopicPartition(self.prefix + topic, p)
+                for topic in topics
+                for p in sorted(cluster.partitions_for_topic(self.prefix + topic) or ())
+            ]
+            ends = await consumer.end_offsets(tps) if tps else {}
+            return {(tp.topic.removeprefix(self.prefix), tp.partition): offset for tp, offset in ends.items()}
+        except KafkaError as exc:
+            raise LogUnavailable(f"cannot read offsets: {exc!r}") from None
+        finally:
+            await consumer.stop()
+
     async def ping(self) -> bool:
         try:
             producer = await self._ready_producer()

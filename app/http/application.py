@@ -12,10 +12,10 @@ from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
 from litestar.config.cors import CORSConfig
 from litestar.config.csrf import CSRFConfig
-from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 from litestar.types import ASGIApp, ControllerRouterHandler
@@ -23,13 +23,14 @@ from litestar.types import ASGIApp, ControllerRouterHandler
 from app.bootstrap import Container
 from app.commands.controllers import CommandController, CommandStatusController
 from app.http.auth import PUBLIC, authentication
+from app.http.deadletters import DeadLetterController
 from app.http.errors import EXCEPTION_HANDLERS
-from app.http.head import head_as_get
 from app.http.request_id import echo_request_id
 from app.http.system import SystemController, metrics
+from app.http.wrappers import head_as_get, with_log_context
 from app.queries.controllers import ItemQueryController
 from app.queries.stream import ChangeStream, stream_changes
-from app.web.forms import FormCommandController
+from app.web.forms import DeadLetterFormController, FormCommandController
 from app.web.live import LiveUpdates, page_stream
 from app.web.pages import LoginController, PageController
 from app.web.paths import STATIC
@@ -52,18 +53,19 @@ def _value(obj: Any) -> Provide:
 
 def create_app(container: Container) -> Litestar:
     settings = container.settings
-    handlers: list[ControllerRouterHandler] = [SystemController, metrics]
+    handlers: list[ControllerRouterHandler] = [SystemController, metrics, DeadLetterController]
     dependencies: dict[str, Provide] = {
         "settings": _value(settings),
         "users": _value(container.users),
         "tokens": _value(container.tokens),
         "login_limiter": _value(container.login_limiter),
         "readiness": _value(container.readiness),
+        "replayer": _value(container.replayer),
     }
     plugins: list[Any] = []
     environment = build_environment()
     if container.commands is not None:
-        handlers += [CommandController, FormCommandController]
+        handlers += [CommandController, FormCommandController, DeadLetterFormController]
         dependencies["service"] = _value(container.commands)
     if container.status is not None:
         handlers.append(CommandStatusController)
@@ -143,5 +145,6 @@ def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
 
 
 def asgi(container: Container) -> ASGIApp:
-    """The application as served: HEAD is answered like GET, without the body."""
-    return head_as_get(create_app(container))
+    """The application as served: HEAD is answered like GET, without the body, and log lines
+    carry the request id."""
+    return head_as_get(with_log_context(create_app(container)))

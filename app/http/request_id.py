@@ -13,6 +13,8 @@ from typing import Any
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import Message, Scope
 
+from app.logs import command_id_var, request_id_var
+
 ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:@=+/-]{1,128}$")
 
 
@@ -38,6 +40,12 @@ def client_request_id(scope: Scope | dict[str, Any]) -> str | None:
     """The id the client sent itself (None when we generated one)."""
     state = _settle(scope)
     return str(state["request_id"]) if state["request_id_from_client"] else None
+
+
+def bind_log_context(scope: Scope | dict[str, Any]) -> None:
+    """Every log line written while handling this request carries its id."""
+    request_id_var.set(request_id_of(scope))
+    command_id_var.set(None)
 
 
 async def echo_request_id(message: Message, scope: Scope) -> None:

@@ -15,13 +15,13 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from app.clock import utc_now
-from app.domain.events import COMMAND_TOPICS, DLQ_TOPIC, Event, PoisonMessage, decode_event
+from app.domain.events import COMMAND_TOPICS, DLQ_TOPIC, REPLAY_HEADER, Event, PoisonMessage, decode_event
 from app.eventlog.base import EventConsumer, EventLog, LogUnavailable, Message, Record, TopicPartition
 from app.eventlog.topics import LISTENER_GROUP
 from app.listener.planner import Planner
-from app.listener.relay import OutboxRelay
 from app.listener.store import Conflict, DeadLetter, InventoryStore
 from app.metrics import (
     APPLY_SECONDS,
@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 
 ORPHAN_CHECK_SECONDS = 0.25
 LAG_CHECK_SECONDS = 2.0
+
+
+class Notifier(Protocol):
+    """Told after each commit (the outbox relay)."""
+
+    def notify(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,7 @@ class Listener:
         self,
         event_log: EventLog,
         store: InventoryStore,
-        relay: OutboxRelay,
+        relay: Notifier,
         *,
         batch_size: int = 500,
         orphan_wait: float = 10.0,
@@ -255,7 +261,8 @@ class Listener:
         if unpublished:
             await self._publish_dead_letters(unpublished)
             dead_lettered.update((d.topic, d.partition, d.offset) for d in unpublished)
-        await self._store.write(plan, expected_positions=expected, dead_letters=late_poison)
+        replayed = [int(r.header(REPLAY_HEADER) or 0) for r in records if (r.header(REPLAY_HEADER) or "").isdigit()]
+        await self._store.write(plan, expected_positions=expected, dead_letters=late_poison, replayed=replayed)
         EVENTS_APPLIED.inc(len(fresh) - duplicates)
         DUPLICATES_SKIPPED.inc(duplicates + len(decoded) - len(fresh))
         self.status.applied += len(fresh) - duplicates

@@ -180,6 +180,7 @@ class InventoryStore:
         *,
         expected_positions: dict[TopicPartition, int | None],
         dead_letters: Sequence[DeadLetter] = (),
+        replayed: Sequence[int] = (),
     ) -> None:
         """Write one batch in one transaction, or raise Conflict and write nothing."""
         conn = self.conn
@@ -238,6 +239,10 @@ class InventoryStore:
                     for d in dead_letters
                 ],
             )  # fmt: skip
+            await conn.executemany(
+                "UPDATE dead_letters SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL",
+                [(now, letter_id) for letter_id in replayed],
+            )
             await conn.executemany(
                 "INSERT INTO consumer_positions (topic, partition, next_offset) VALUES (?, ?, ?) "
                 "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",

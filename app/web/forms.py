@@ -18,10 +18,12 @@ from litestar.response import Template
 
 from app.auth.roles import Role
 from app.auth.tokens import Principal
+from app.commands.deadletters import DeadLetterNotFound, DeadLetterReplayer
 from app.commands.service import CommandService, Submission, request_fingerprint
 from app.domain import commands as checks
 from app.domain.commands import CommandRequest, FieldError, InvalidCommand
 from app.domain.events import EventType
+from app.eventlog.base import LogUnavailable
 from app.http.auth import requires
 from app.http.errors import ApiError
 from app.http.request_id import request_id_of
@@ -268,6 +270,32 @@ class FormCommandController(Controller):
             label=command_label(event_type, form.get("label") or item_id[:8], quantity),
             build=build, precheck=lambda: service.ensure_item_exists(item_id, event_type),
         )  # fmt: skip
+
+
+class DeadLetterFormController(Controller):
+    path = "/ui/dead-letters"
+    include_in_schema = False
+    guards = [requires(Role.ADMIN)]
+
+    @post("/{letter_id:int}/replay")
+    async def replay(
+        self,
+        request: Request[Principal, Any, Any],
+        letter_id: FromPath[int],
+        replayer: NamedDependency[DeadLetterReplayer],
+        settings: NamedDependency[Settings],
+    ) -> Response[Any]:
+        label = f"Replay dead letter {letter_id}"
+        context = {"form_id": "dlq", "fields": (), "label": label, "errors": {}, **site_context(settings)}
+        try:
+            await replayer.replay(letter_id, actor=request.user.username)
+        except DeadLetterNotFound:
+            raise ApiError(404, "no such dead letter") from None
+        except LogUnavailable:
+            context |= {"status": "error", "message": "the event log is unavailable; retry later"}
+            return Template("partials/form_answer.html", status_code=503, context=context)
+        context |= {"status": "replayed", "message": "published to its topic again"}
+        return Template("partials/form_answer.html", status_code=202, context=context)
 
 
 async def _form(request: Request[Any, Any, Any]) -> Form:
