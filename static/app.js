@@ -23,4 +23,18 @@
     home.appendChild(element);
     htmx.process(element);
   });
+
+  // A live update replaces a whole row; if the person was using the row's stock form, keep it
+  // open with what they typed.
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var old = event.detail.target;
+    var incoming = event.detail.fragment;
+    if (!old || !old.querySelector || !incoming || !incoming.querySelector) return;
+    if (!old.querySelector("details[open]")) return;
+    incoming.querySelectorAll("details").forEach(function (details) { details.open = true; });
+    old.querySelectorAll("input[id], select[id]").forEach(function (field) {
+      var twin = incoming.querySelector("#" + CSS.escape(field.id));
+      if (twin) twin.value = field.value;
+    });
+  });
 })();

@@ -22,11 +22,13 @@ from litestar.types import ASGIApp, ControllerRouterHandler
 
 from app.bootstrap import Container
 from app.commands.controllers import CommandController, CommandStatusController
+from app.commands.schemas import AdjustStock, CreateItem, MoveStock, UpdateItem
 from app.http.auth import PUBLIC, authentication
 from app.http.deadletters import DeadLetterController
 from app.http.errors import EXCEPTION_HANDLERS
+from app.http.openapi import document_rules
 from app.http.request_id import echo_request_id
-from app.http.system import SystemController, metrics
+from app.http.system import LoginBody, SystemController, metrics
 from app.http.wrappers import head_as_get, with_log_context
 from app.queries.controllers import ItemQueryController
 from app.queries.stream import ChangeStream, stream_changes
@@ -94,7 +96,7 @@ def create_app(container: Container) -> Litestar:
         finally:
             await container.stop()
 
-    return Litestar(
+    app = Litestar(
         # One router: Litestar refuses two controllers on one path (commands and queries share
         # /items/{id}) when they are registered on the app one by one.
         route_handlers=[Router("/", route_handlers=handlers)],
@@ -124,6 +126,8 @@ def create_app(container: Container) -> Litestar:
         debug=False,
         logging_config=None,  # app.logs configures logging for the process
     )
+    document_rules(app, settings, closed_bodies=(CreateItem, UpdateItem, AdjustStock, MoveStock, LoginBody))
+    return app
 
 
 def _cors(origins: tuple[str, ...]) -> CORSConfig | None:

@@ -81,6 +81,8 @@ class DeadLetterController(Controller):
         letter_id: FromPath[int],
         replayer: NamedDependency[DeadLetterReplayer],
     ) -> ReplayBody:
+        if not 0 < letter_id < 2**62:
+            raise ApiError(404, "no such dead letter", details={"id": letter_id})
         try:
             replayed = await replayer.replay(letter_id, actor=request.user.username)
         except DeadLetterNotFound:

@@ -197,6 +197,7 @@ class ItemQueryController(Controller):
     ) -> HistoryBody:
         item_id = check_item_id(item_id)
         limit = max(1, min(limit, 200))
+        before = None if before is None else max(0, min(before, 2**62))
         try:
             entries = await queries.history(item_id, limit=limit, before=before)
         except ItemNotFound:

@@ -1,0 +1,129 @@
+"""Make the OpenAPI document say exactly what the API accepts.
+
+Request bodies are decoded with types only and checked by the domain (so a form can show
+every broken rule at once); Litestar therefore cannot see the rules. They are written into the
+generated document here, from the same constants the domain uses, so a schema-valid request is
+always accepted and a client generated from the document never sends what we refuse.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, Parameter, Reference, Schema
+
+from app.domain.model import DESCRIPTION_MAX, MAX_COMMAND_QUANTITY, NAME_MAX, REASON_MAX
+from app.reader import SORTS
+from app.settings import Settings
+
+UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+SOME_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*[^\s\x00-\x08\x0b\x0c\x0e-\x1f\x7f][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+SKU = r"^[A-Za-z0-9._-]{1,64}$"
+IF_MATCH = r'^(\*|(W/)?"?[0-9]{1,18}"?)$'
+UNITS = {"minimum": 1, "maximum": MAX_COMMAND_QUANTITY}
+STREAM = (
+    "events `item` (an item's new state, or deleted), `outcome` (a command applied or rejected) and `reset` "
+    "(reload: missed changes are gone); data is JSON, the event id is the commit sequence"
+)
+
+
+def _body_rules(settings: Settings) -> dict[str, dict[str, dict[str, Any]]]:
+    location = {"enum": list(settings.locations)}
+    name = {"min_length": 1, "max_length": NAME_MAX, "pattern": SOME_TEXT}
+    description = {"max_length": DESCRIPTION_MAX, "pattern": NO_CONTROL}
+    threshold = {"minimum": 0, "maximum": MAX_COMMAND_QUANTITY}
+    return {
+        "CreateItem": {
+            "sku": {"pattern": SKU, "min_length": 1, "max_length": 64},
+            "name": name,
+            "description": description,
+            "quantity": {"minimum": 0, "maximum": MAX_COMMAND_QUANTITY},
+            "location": location,
+            "low_stock_threshold": threshold,
+        },
+        "UpdateItem": {"name": name, "description": description, "low_stock_threshold": threshold},
+        "AdjustStock": {
+            "quantity": {
+                "minimum": -MAX_COMMAND_QUANTITY,
+                "maximum": MAX_COMMAND_QUANTITY,
+                "schema_not": Schema(const=0),
+            },
+            "location": location,
+            "reason": {"max_length": REASON_MAX, "pattern": NO_CONTROL},
+        },
+        "MoveStock": {"quantity": UNITS, "location": location},
+    }
+
+
+def _parameter_rules(settings: Settings) -> dict[str, dict[str, Any]]:
+    return {
+        "item_id": {"pattern": UUID},
+        "command_id": {"pattern": UUID},
+        "sku": {"pattern": SKU},
+        "If-Match": {"pattern": IF_MATCH},
+        "Idempotency-Key": {"pattern": r"^[\x21-\x7e]{1,255}$"},
+        "q": {"max_length": 100},
+        "location": {"enum": list(settings.locations)},
+        "sort": {"enum": list(SORTS)},
+    }
+
+
+def _constrain(schema: Schema | Reference | None, rule: dict[str, Any]) -> None:
+    if not isinstance(schema, Schema):
+        return
+    if schema.one_of:  # an optional field: the rule is for the non-null branch
+        for branch in schema.one_of:
+            if isinstance(branch, Schema) and branch.type != "null":
+                _constrain(branch, rule)
+        return
+    for attribute, value in rule.items():
+        setattr(schema, attribute, value)
+
+
+def document_rules(app: Litestar, settings: Settings, closed_bodies: tuple[type, ...]) -> None:
+    document = app.openapi_schema
+    schemas = document.components.schemas or {}
+    for component, fields in _body_rules(settings).items():
+        schema = schemas.get(component)
+        if schema is None or not schema.properties:
+            continue
+        for field, rule in fields.items():
+            _constrain(schema.properties.get(field), rule)
+    for struct in closed_bodies:
+        if (schema := schemas.get(struct.__name__)) is not None:
+            schema.additional_properties = False
+    parameter_rules = _parameter_rules(settings)
+    error = OpenAPIResponse(
+        description="Invalid input: one error shape, with per-field details",
+        content={"application/json": OpenAPIMediaType(schema=Reference(ref="#/components/schemas/ErrorBody"))},
+    )
+    for path, path_item in (document.paths or {}).items():
+        for method in ("get", "put", "post", "delete", "head", "patch"):
+            operation: Operation | None = getattr(path_item, method, None)
+            if operation is None:
+                continue
+            for parameter in operation.parameters or []:
+                if not isinstance(parameter, Parameter):
+                    continue
+                _not_null(parameter)  # an absent header or query parameter is absent, never "null"
+                if parameter.name in parameter_rules:
+                    _constrain(parameter.schema, parameter_rules[parameter.name])
+            if operation.responses is not None:
+                # Litestar documents its own validation shape; ours is ErrorBody.
+                operation.responses["400"] = error
+                if path.endswith("/stream") and "200" in operation.responses:
+                    operation.responses["200"] = OpenAPIResponse(
+                        description="Server-sent events",
+                        content={"text/event-stream": OpenAPIMediaType(schema=Schema(description=STREAM))},
+                    )
+
+
+def _not_null(parameter: Parameter) -> None:
+    schema = parameter.schema
+    if isinstance(schema, Schema) and schema.one_of:
+        branches = [b for b in schema.one_of if not (isinstance(b, Schema) and b.type == "null")]
+        if len(branches) == 1 and isinstance(branches[0], Schema):
+            branches[0].description = branches[0].description or schema.description
+            parameter.schema = branches[0]
