@@ -29,7 +29,7 @@ from app.http.errors import EXCEPTION_HANDLERS
 from app.http.openapi import document_rules
 from app.http.request_id import echo_request_id
 from app.http.system import LoginBody, SystemController, metrics
-from app.http.wrappers import head_as_get, with_log_context
+from app.http.wrappers import head_as_get, limit_headers, with_log_context
 from app.queries.controllers import ItemQueryController
 from app.queries.stream import ChangeStream, stream_changes
 from app.web.forms import DeadLetterFormController, FormCommandController
@@ -149,6 +149,6 @@ def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
 
 
 def asgi(container: Container) -> ASGIApp:
-    """The application as served: HEAD is answered like GET, without the body, and log lines
-    carry the request id."""
-    return head_as_get(with_log_context(create_app(container)))
+    """The application as served: HEAD is answered like GET, without the body, log lines carry the
+    request id, and oversized headers are refused."""
+    return limit_headers(head_as_get(with_log_context(create_app(container))))

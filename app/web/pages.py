@@ -77,7 +77,7 @@ class LoginController(Controller):
         target = _safe_next(str(form.get("next", "/")))
         error = None
         try:
-            login_limiter.check(f"user:{username}", f"addr:{request.client.host if request.client else '-'}")
+            login_limiter.check(username, request.client.host if request.client else "-")
             principal = await users.authenticate(username, password)
             if principal is None:
                 error = "Wrong username or password."

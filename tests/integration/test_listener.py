@@ -177,3 +177,43 @@ async def test_changes_committed_but_not_published_go_out_on_the_next_start(
 
 async def _all_sent(running) -> bool:  # type: ignore[no-untyped-def]
     return await running.store.unsent_count() == 0
+
+
+def _hostile(item_id: str) -> list[tuple[str, bytes]]:
+    good = json.loads(message(reserve(item_id, 1)).value or b"{}")
+
+    def variant(**change: object) -> bytes:
+        return json.dumps({**good, **change}).encode()
+
+    missing = {k: v for k, v in good.items() if k != "command_id"}
+    return [
+        ("bad json", b'{"event_id": '),
+        ("not an object", b"[1, 2, 3]"),
+        ("wrong schema version", variant(schema_version=99)),
+        ("unknown type", variant(event_type="inventory.stock.stolen")),
+        ("missing field", json.dumps(missing).encode()),
+        ("negative quantity", variant(data={"quantity": -5})),
+        ("huge payload", variant(data={"quantity": 1, "padding": "x" * 500_000})),
+        ("sql in a field", variant(location="MAIN'; DROP TABLE items; --")),
+    ]
+
+
+async def test_hostile_events_are_dead_lettered_with_reasons_and_disturb_nothing(
+    event_log: EventLog, data_dir: Path
+) -> None:
+    item = str(uuid.uuid4())
+    hostile = _hostile(item)
+    after = reserve(item, 2)
+    async with running_listener(event_log, data_dir) as running:
+        await event_log.publish([message(create(item, "HOSTILE", quantity=10))])
+        await eventually(lambda: _more_than(running.db, 0))
+        await event_log.publish([Message(STOCK_TOPIC, item.encode(), raw) for _, raw in hostile] + [message(after)])
+        await eventually(lambda: _more_than(running.db, 1))
+        dead = await read_topic(event_log, DLQ_TOPIC, len(hostile))
+    assert level(running.db, item) == (10, 2)  # only the good event after them was applied
+    assert query(running.db, "SELECT COUNT(*) FROM items") == [(1,)]
+    errors = [row[0] for row in query(running.db, "SELECT error FROM dead_letters ORDER BY id")]
+    assert len(errors) == len(hostile) and all(errors)
+    assert any("schema_version" in e for e in errors) and any("unknown event_type" in e for e in errors)
+    assert any("invalid data" in e for e in errors)
+    assert sorted(len(d.value or b"") for d in dead) == sorted(len(raw) for _, raw in hostile)
