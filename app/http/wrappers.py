@@ -54,6 +54,7 @@ def limit_headers(app: ASGIApp, max_bytes: int = MAX_HEADER_BYTES) -> ASGIApp:
                     "headers": [
                         (b"content-type", b"application/json"),
                         (b"content-length", str(len(TOO_LARGE)).encode()),
+                        (b"x-request-id", request_id_of(scope).encode()),
                     ],
                 }
             )
