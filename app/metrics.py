@@ -27,3 +27,6 @@ APPLY_SECONDS = Histogram(
 )
 CACHE_LOOKUPS = Counter("inventory_cache_lookups_total", "Read-cache lookups", ["result"])
 SSE_CLIENTS = Gauge("inventory_sse_clients", "Connected server-sent-event clients")
+SSE_REFILLS = Counter(
+    "inventory_sse_refills_total", "Times a subscriber fell behind, lost queued changes and took them from the outbox"
+)

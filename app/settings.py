@@ -50,6 +50,9 @@ class Settings:
     retry_max_seconds: float = 5.0
     low_stock_threshold: int = 5
     login_attempts_per_minute: int = 10
+    # Changes queued per live-stream subscriber before the oldest are dropped (and refilled from
+    # the outbox when the subscriber reads again).
+    sse_backlog: int = 2000
     # Where browsers send commands in the split deployment (empty = same origin).
     command_base_url: str = ""
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
@@ -196,6 +199,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_attempts_per_minute=_parsed(
             env, "INVENTORY_LOGIN_ATTEMPTS_PER_MINUTE", _positive_int, 10, "a positive integer"
         ),
+        sse_backlog=_parsed(env, "INVENTORY_SSE_BACKLOG", _positive_int, 2000, "a positive integer"),
         command_base_url=(_text(env, "INVENTORY_COMMAND_BASE_URL") or "").rstrip("/"),
         cors_origins=cors,
     )

@@ -44,9 +44,6 @@ TITLES = {
     "query": "Inventory query service",
     "listener": "Inventory listener",
 }
-# Per-subscriber queue of the in-process fan-out; beyond it the oldest are dropped and the
-# subscriber refills from the outbox (see app/queries/stream.py).
-SUBSCRIBER_BACKLOG = 2000
 
 
 def _value(obj: Any) -> Provide:
@@ -76,7 +73,7 @@ def create_app(container: Container) -> Litestar:
         channels = ChannelsPlugin(
             backend=MemoryChannelsBackend(),
             channels=["changes"],
-            subscriber_max_backlog=SUBSCRIBER_BACKLOG,
+            subscriber_max_backlog=settings.sse_backlog,
             subscriber_backlog_strategy="dropleft",
         )
         container.feed.channels = channels

@@ -22,7 +22,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.auth.roles import Role
 from app.http.auth import requires
-from app.metrics import SSE_CLIENTS
+from app.metrics import SSE_CLIENTS, SSE_REFILLS
 from app.queries.feed import CHANNEL, ChangeFeed
 from app.reader import InventoryReader
 
@@ -82,6 +82,7 @@ class ChangeStream:
                     if seq <= last:
                         continue
                     if seq > last + 1:  # we fell behind and lost queued events: take them from the outbox
+                        SSE_REFILLS.inc()
                         async for item in self._replay(last, seq - 1, 0):
                             yield item
                             last = item.seq
