@@ -18,8 +18,9 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from app.domain.model import Item, StockLevel
+from app.domain.model import Item
 from app.domain.views import ItemView, at_location, item_view
+from app.item_rows import ITEMS_BY_IDS, LEVELS_BY_IDS, assemble_items
 from app.sqlitefiles import open_read_only
 
 ItemState = Literal["live", "deleted"]
@@ -117,35 +118,8 @@ class InventoryReader:
     async def _items(self, item_ids: Sequence[str]) -> dict[str, Item]:
         if not item_ids:
             return {}
-        marks = ", ".join("?" * len(item_ids))
-        rows = await self.rows(
-            "SELECT id, sku, name, description, version, created_at, updated_at, deleted_at, low_stock_threshold "
-            f"FROM items WHERE id IN ({marks})",
-            item_ids,
-        )
-        levels = await self.rows(
-            "SELECT item_id, location, quantity, reserved, version, updated_at FROM stock_levels "
-            f"WHERE item_id IN ({marks})",
-            item_ids,
-        )
-        by_item: dict[str, dict[str, StockLevel]] = {}
-        for item_id, location, quantity, reserved, version, updated_at in levels:
-            by_item.setdefault(item_id, {})[location] = StockLevel(location, quantity, reserved, version, updated_at)
-        return {
-            r[0]: Item(
-                id=r[0],
-                sku=r[1],
-                name=r[2],
-                description=r[3],
-                version=r[4],
-                created_at=r[5],
-                updated_at=r[6],
-                deleted_at=r[7],
-                levels=by_item.get(r[0], {}),
-                low_stock_threshold=r[8],
-            )
-            for r in rows
-        }
+        ids = json.dumps(list(item_ids))
+        return assemble_items(await self.rows(ITEMS_BY_IDS, (ids,)), await self.rows(LEVELS_BY_IDS, (ids,)))
 
     async def list_items(
         self, *, page: int, page_size: int, q: str | None, location: str | None, sort: str

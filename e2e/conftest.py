@@ -9,7 +9,6 @@ in the SKU, also used as the dashboard's search) and never relies on the others'
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from e2e.support.api import Api
 from e2e.support.ui import LoggedIn, log_in
-from tests.support.services import KafkaBroker, RedisServer, free_port, free_port_pair
+from tests.support.services import RedisServer
 from tests.support.stack import Stack, split_stack
 
 E2E = Path(__file__).resolve().parent
@@ -46,31 +45,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.screenshot = "only-on-failure"
     if config.getoption("--output", default=None) == "test-results":
         config.option.output = str(ARTIFACTS / "failures")
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The project's own single-node broker; INVENTORY_TEST_KAFKA names one that already runs."""
-    given = os.environ.get("INVENTORY_TEST_KAFKA")
-    if given:
-        yield given
-        return
-    broker = KafkaBroker(free_port_pair(), tmp_path_factory.mktemp("kafka"))
-    broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -19,12 +19,11 @@ import aiosqlite
 
 from app.clock import utc_now
 from app.domain.events import Event, PoisonMessage, decode_event
-from app.domain.model import Item, StockLevel
+from app.domain.model import Item
 from app.eventlog.base import Headers, TopicPartition
+from app.item_rows import ITEM_COLUMNS, ITEMS_BY_IDS, LEVELS_BY_IDS, assemble_items
 from app.listener.planner import Loaded, ParkedEvent, Plan
 from app.listener.schema import open_writer
-
-ITEM_COLUMNS = "id, sku, name, description, version, created_at, updated_at, deleted_at, low_stock_threshold"
 
 
 class Conflict(RuntimeError):
@@ -108,32 +107,9 @@ class InventoryStore:
         return Loaded(items=items, sku_owners={sku: item_id for sku, item_id in owners}, parked=parked)
 
     async def _items(self, item_ids_json: str) -> dict[str, Item]:
-        rows = await self._all(
-            f"SELECT {ITEM_COLUMNS} FROM items WHERE id IN (SELECT value FROM json_each(?))", (item_ids_json,)
+        return assemble_items(
+            await self._all(ITEMS_BY_IDS, (item_ids_json,)), await self._all(LEVELS_BY_IDS, (item_ids_json,))
         )
-        levels = await self._all(
-            "SELECT item_id, location, quantity, reserved, version, updated_at FROM stock_levels "
-            "WHERE item_id IN (SELECT value FROM json_each(?))",
-            (item_ids_json,),
-        )
-        by_item: dict[str, dict[str, StockLevel]] = {}
-        for item_id, location, quantity, reserved, version, updated_at in levels:
-            by_item.setdefault(item_id, {})[location] = StockLevel(location, quantity, reserved, version, updated_at)
-        return {
-            row[0]: Item(
-                id=row[0],
-                sku=row[1],
-                name=row[2],
-                description=row[3],
-                version=row[4],
-                created_at=row[5],
-                updated_at=row[6],
-                deleted_at=row[7],
-                levels=by_item.get(row[0], {}),
-                low_stock_threshold=row[8],
-            )
-            for row in rows
-        }
 
     async def expired_parked(self, now_epoch: float) -> list[ParkedEvent]:
         rows = await self._all(

@@ -1,0 +1,3 @@
+"""Fixtures every suite shares (tests/ and e2e/): the real Kafka broker and Redis."""
+
+pytest_plugins = ["tests.support.fixtures"]

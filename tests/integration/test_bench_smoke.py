@@ -1,0 +1,83 @@
+"""The benchmark harness at its smallest size, as a user runs it: it exits 0, reports every
+section, and its correctness checks find nothing oversold, lost or applied twice.
+
+No speed is asserted here: the figures depend on the machine; ``bench/results/`` keeps them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SECTIONS = ("setup", "commands", "catch_up", "freshness", "reads", "fanout", "resources", "correctness")
+
+
+def run_bench(mode: str, tmp_path: Path) -> dict[str, Any]:
+    out = tmp_path / f"{mode}.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--mode", mode, "--size", "small", "--out", str(out),
+         "--work-dir", str(tmp_path / "work")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, (
+        f"bench exited {result.returncode}:\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
+    )
+    data: dict[str, Any] = json.loads(out.read_text())
+    return data
+
+
+def check_result(data: dict[str, Any], mode: str) -> None:
+    assert data["run"]["mode"] == mode
+    assert data["run"]["size"] == "small"
+    machine = data["machine"]
+    assert machine["cores"] >= 1 and machine["cpu_model"] and machine["python"]
+
+    sections = data["sections"]
+    for name in SECTIONS:
+        assert name in sections, f"section {name} missing"
+        assert "error" not in sections[name], f"section {name} failed: {sections[name].get('error')}"
+        assert "skipped" not in sections[name], f"section {name} skipped: {sections[name]['skipped']}"
+
+    assert [level["clients"] for level in sections["commands"]["levels"]] == [1, 16, 64, 256]
+    assert all(level["accepted"] > 0 for level in sections["commands"]["levels"])
+    assert sections["catch_up"]["events"] > 0
+    assert all(load["accepted"] > 0 for load in sections["freshness"]["loads"])
+    assert {(case["cache"], case["endpoint"]) for case in sections["reads"]["cases"]} >= {
+        ("hot", "stock"),
+        ("hot", "list"),
+        ("cold", "stock"),
+    }
+    assert all(group["connected"] == group["subscribers"] for group in sections["fanout"]["groups"])
+    assert sections["resources"]["processes"]
+
+    correctness = sections["correctness"]
+    assert correctness["oversold"] == 0
+    assert correctness["lost"] == 0
+    assert correctness["applied_twice"] == 0
+    assert correctness["unaccounted_messages"] == 0
+    assert correctness["accepted_checked"] > 0
+    assert correctness["ok"] is True
+
+
+def test_bench_embedded(tmp_path: Path) -> None:
+    check_result(run_bench("embedded", tmp_path), "embedded")
+
+
+@pytest.mark.kafka
+@pytest.mark.redis
+def test_bench_kafka(tmp_path: Path) -> None:
+    data = run_bench("kafka", tmp_path)
+    check_result(data, "kafka")
+    assert {"command", "query", "listener", "kafka-broker", "redis-server"} <= set(
+        data["sections"]["resources"]["processes"]
+    )
+    assert ("redis-down", "stock") in {(case["cache"], case["endpoint"]) for case in data["sections"]["reads"]["cases"]}
