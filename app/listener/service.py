@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 ORPHAN_CHECK_SECONDS = 0.25
 LAG_CHECK_SECONDS = 2.0
+COMMIT_SECONDS = 1.0
 
 
 class Notifier(Protocol):
@@ -141,11 +142,19 @@ class Listener:
         self.status.last_error = message
 
     async def _consume(self, consumer: EventConsumer) -> None:
+        done: dict[TopicPartition, int] = {}
+        next_commit = 0.0
         while True:
             records = await consumer.fetch(self._batch_size, timeout=ORPHAN_CHECK_SECONDS)
             if records:
                 await self.process(records)
-                await consumer.commit(_next_positions(records))
+                done.update(_next_positions(records))
+            if done and time.monotonic() >= next_commit:
+                # Only for lag and tools: our own positions were committed with the data, so
+                # telling the log once a second is plenty.
+                await consumer.commit(done)
+                done = {}
+                next_commit = time.monotonic() + COMMIT_SECONDS
             await self._expire_orphans()
             await self._report_lag(consumer)
 
