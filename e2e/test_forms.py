@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import httpx
+import pytest
 from playwright.sync_api import expect
 
 from e2e.support.api import Api
@@ -102,3 +104,22 @@ def test_an_invalid_sku_shows_its_error_next_to_the_field_and_an_invalid_badge(l
     expect(sku_error).to_be_hidden()
     expect(newest_badge(manager)).to_have_text("applied")
     expect(manager.locator("#rows tr", has_text=f"{tag}-FIXED")).to_have_count(1)
+
+
+def test_a_manager_edits_and_deletes_an_item_from_its_dashboard_row(logged_in: LoggedIn, api: Api, tag: str) -> None:
+    item = api.create_item(f"{tag}-EDIT", "Rye bread", quantity=4)
+    manager = logged_in("manager", f"/?q={tag}")
+    item_row = row(manager, item["id"])
+    open_details(item_row.get_by_role("button", name="Item", exact=True))
+    item_row.get_by_label("Name").fill("Rye bread, sliced")
+    item_row.get_by_role("button", name="Save").click()
+    expect(newest_badge(manager)).to_have_text("applied")
+    expect(row(manager, item["id"]).locator("td").nth(1)).to_have_text("Rye bread, sliced")
+
+    manager.once("dialog", lambda dialog: dialog.accept())
+    open_details(row(manager, item["id"]).get_by_role("button", name="Item", exact=True))
+    row(manager, item["id"]).get_by_role("button", name="Delete item").click()
+    expect(newest_badge(manager)).to_have_text("applied")
+    expect(row(manager, item["id"])).to_have_count(0)  # removed over the live stream
+    with pytest.raises(httpx.HTTPStatusError, match="404"):
+        api.item(item["id"])

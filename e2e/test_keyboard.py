@@ -28,7 +28,7 @@ def test_login_and_a_stock_form_work_with_the_keyboard_only(page: Page, api: Api
     summary = stock_row.get_by_role("button", name="Stock")
     tab_to(page, summary)
     page.keyboard.press("Enter")
-    expect(stock_row.locator("details")).to_have_attribute("open", "")
+    expect(stock_row.locator("details:has(.stock-form)")).to_have_attribute("open", "")
     page.keyboard.press("Tab")
     quantity = stock_row.get_by_label("Quantity")
     expect(quantity).to_be_focused()

@@ -63,9 +63,9 @@ def test_screenshots_of_the_dashboard_and_the_wall_with_some_low_stock(
     expect(newest_badge(dashboard)).to_have_text("applied")
     expect(espresso.locator("td.available")).to_have_text(re.compile(r"^21\b"))
     # The live update of the row has closed its stock form already; make sure it is closed.
-    if espresso.locator("details").evaluate("details => details.open"):
+    if espresso.locator("details:has(.stock-form)").evaluate("details => details.open"):
         summary.click()
-    expect(espresso.locator("details")).not_to_have_attribute("open", "")
+    expect(espresso.locator("details:has(.stock-form)")).not_to_have_attribute("open", "")
 
     dashboard.evaluate("() => { document.activeElement?.blur(); window.scrollTo(0, 0); }")
     shot = artifacts / "dashboard.png"

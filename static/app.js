@@ -30,8 +30,9 @@
     var old = event.detail.target;
     var incoming = event.detail.fragment;
     if (!old || !old.querySelector || !incoming || !incoming.querySelector) return;
-    if (!old.querySelector("details[open]")) return;
-    incoming.querySelectorAll("details").forEach(function (details) { details.open = true; });
+    var wasOpen = Array.prototype.map.call(old.querySelectorAll("details"), function (d) { return d.open; });
+    if (wasOpen.indexOf(true) < 0) return;
+    incoming.querySelectorAll("details").forEach(function (details, n) { details.open = !!wasOpen[n]; });
     old.querySelectorAll("input[id], select[id]").forEach(function (field) {
       var twin = incoming.querySelector("#" + CSS.escape(field.id));
       if (twin) twin.value = field.value;
