@@ -270,7 +270,15 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
 
         lookup = CommandLookup(store.connection)
         container.waiter = OutcomeWaiter(event_log, reader)
-        container.commands = CommandService(event_log, store, lookup, reader, container.waiter)
+        container.commands = CommandService(
+            event_log,
+            store,
+            lookup,
+            reader,
+            container.waiter,
+            locations=settings.locations,
+            default_location=settings.default_location,
+        )
     else:
         lookup = CommandLookup(container.commands_connection)
     if has & {"command", "query"}:

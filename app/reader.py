@@ -188,7 +188,7 @@ class InventoryReader:
 
     async def last_published_seq(self) -> int:
         """The newest change the listener has announced on the feed."""
-        rows = await self.rows("SELECT seq FROM changes WHERE sent = 1 ORDER BY seq DESC LIMIT 1")
+        rows = await self.rows("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'published_seq'")
         return int(rows[0][0]) if rows else 0
 
     async def dead_letters(self, *, limit: int, letter_id: int | None = None) -> list[dict[str, Any]]:

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 import aiosqlite
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 async def open_read_only(path: Path) -> aiosqlite.Connection:
@@ -32,15 +30,20 @@ async def open_read_write(path: Path) -> aiosqlite.Connection:
     return conn
 
 
-Work = Callable[[aiosqlite.Connection], Awaitable[T]]
+Statement = tuple[str, tuple[Any, ...]]
 
 
 class GroupCommitter:
-    """Runs many small writes in one transaction, so concurrent requests share one fsync."""
+    """Runs the small writes of concurrent requests in one transaction and one fsync.
+
+    Consecutive statements with the same SQL go to SQLite as one ``executemany``. A unique key
+    that is taken fails only its own statement: the run is then replayed one statement at a
+    time, each in its own savepoint, so the others still commit.
+    """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
-        self._queue: asyncio.Queue[tuple[Work[object], asyncio.Future[object]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Statement, asyncio.Future[None]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -52,30 +55,22 @@ class GroupCommitter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def run(self, work: Work[T]) -> T:
-        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((work, future))
-        return await future  # type: ignore[return-value]
+    async def execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Return once the statement is committed; raise IntegrityError if it broke a constraint."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(((sql, params), future))
+        await future
 
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            results: list[tuple[asyncio.Future[object], object]] = []
+            failed: dict[int, BaseException] = {}
             try:
                 await self._conn.execute("BEGIN IMMEDIATE")
-                for work, future in batch:
-                    # Each piece of work in its own savepoint: one failing write (a unique key
-                    # taken) must not undo the others that share the transaction.
-                    await self._conn.execute("SAVEPOINT one")
-                    try:
-                        results.append((future, await work(self._conn)))
-                        await self._conn.execute("RELEASE one")
-                    except aiosqlite.IntegrityError as exc:
-                        await self._conn.execute("ROLLBACK TO one")
-                        await self._conn.execute("RELEASE one")
-                        results.append((future, exc))
+                for run in _runs_of_same_sql(batch):
+                    failed |= await self._write(run)
                 await self._conn.execute("COMMIT")
             except Exception as exc:
                 log.exception("group commit failed")
@@ -85,10 +80,44 @@ class GroupCommitter:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for future, result in results:
+            for n, (_, future) in enumerate(batch):
                 if future.done():
                     continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
+                if n in failed:
+                    future.set_exception(failed[n])
                 else:
-                    future.set_result(result)
+                    future.set_result(None)
+
+    async def _write(self, run: list[tuple[int, Statement]]) -> dict[int, BaseException]:
+        sql = run[0][1][0]
+        await self._conn.execute("SAVEPOINT run")
+        try:
+            await self._conn.executemany(sql, [params for _, (_, params) in run])
+            await self._conn.execute("RELEASE run")
+            return {}
+        except aiosqlite.IntegrityError:
+            await self._conn.execute("ROLLBACK TO run")
+            await self._conn.execute("RELEASE run")
+        failed: dict[int, BaseException] = {}
+        for n, (_, params) in run:
+            await self._conn.execute("SAVEPOINT one")
+            try:
+                await self._conn.execute(sql, params)
+                await self._conn.execute("RELEASE one")
+            except aiosqlite.IntegrityError as exc:
+                await self._conn.execute("ROLLBACK TO one")
+                await self._conn.execute("RELEASE one")
+                failed[n] = exc
+        return failed
+
+
+def _runs_of_same_sql(
+    batch: list[tuple[Statement, asyncio.Future[None]]],
+) -> list[list[tuple[int, Statement]]]:
+    runs: list[list[tuple[int, Statement]]] = []
+    for n, (statement, _) in enumerate(batch):
+        if runs and runs[-1][0][1][0] == statement[0]:
+            runs[-1].append((n, statement))
+        else:
+            runs.append([(n, statement)])
+    return runs

@@ -35,9 +35,13 @@ class InvalidToken(ValueError):
 
 
 class TokenService:
+    # Verified tokens are remembered until they expire: a client sends the same one many times.
+    CACHE_SIZE = 10_000
+
     def __init__(self, secret: str, ttl_seconds: int) -> None:
         self._secret = secret
         self._ttl = ttl_seconds
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def issue(self, principal: Principal, *, now: float | None = None) -> IssuedToken:
         issued = int(now if now is not None else time.time())
@@ -53,6 +57,20 @@ class TokenService:
         return IssuedToken(jwt.encode(claims, self._secret, algorithm=ALGORITHM), self._ttl, expires)
 
     def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            principal, expires = known
+            if time.time() < expires:
+                return principal
+            del self._verified[token]
+            raise InvalidToken("token expired")
+        principal, expires = self._decode(token)
+        if len(self._verified) >= self.CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, expires)
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -61,7 +79,7 @@ class TokenService:
                 issuer=ISSUER,
                 options={"require": ["sub", "role", "exp", "iat"]},
             )
-            return Principal(str(claims["sub"]), Role(claims["role"]))
+            return Principal(str(claims["sub"]), Role(claims["role"])), float(claims["exp"])
         except jwt.ExpiredSignatureError:
             raise InvalidToken("token expired") from None
         except (jwt.InvalidTokenError, ValueError, KeyError):

@@ -37,7 +37,6 @@ from app.domain.events import EventType
 from app.http.auth import requires
 from app.http.errors import ApiError
 from app.http.request_id import client_request_id, request_id_of
-from app.settings import Settings
 
 PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -122,12 +121,14 @@ class CommandController(Controller):
         if key is None and (sent_id := client_request_id(request.scope)) is not None:
             # Older clients retry with the same X-Request-ID; honour it for five minutes.
             key, lifetime = f"request-id:{sent_id}", REQUEST_ID_REPLAY_SECONDS
-        body = await request.body()
         submission = Submission(
             command=command,
             actor=request.user.username,
             request_id=request_id_of(request.scope),
-            request_hash=request_fingerprint(request.method, request.url.path, body, if_match),
+            # Only a key can make a retry: no need to fingerprint the others.
+            request_hash=request_fingerprint(request.method, request.url.path, await request.body(), if_match)
+            if key
+            else "",
             wait_seconds=wait_seconds(prefer),
             idempotency_key=key,
             key_lifetime=lifetime,
@@ -147,7 +148,6 @@ class CommandController(Controller):
         request: Request[Principal, Any, Any],
         data: JSONBody[CreateItem],
         service: NamedDependency[CommandService],
-        settings: NamedDependency[Settings],
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
     ) -> Response[bytes]:
@@ -158,8 +158,8 @@ class CommandController(Controller):
             description=data.description,
             quantity=data.quantity,
             location=data.location,
-            locations=settings.locations,
-            default_location=settings.default_location,
+            locations=service.locations,
+            default_location=service.default_location,
             low_stock_threshold=data.low_stock_threshold,
         )
         sku = data.sku.strip()
@@ -186,7 +186,6 @@ class CommandController(Controller):
         item_id: FromPath[str],
         data: JSONBody[UpdateItem],
         service: NamedDependency[CommandService],
-        settings: NamedDependency[Settings],
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
         if_match: IfMatchHeader = None,
@@ -197,7 +196,7 @@ class CommandController(Controller):
             name=data.name,
             description=data.description,
             expected_version=checks.check_expected_version(if_match),
-            default_location=settings.default_location,
+            default_location=service.default_location,
             low_stock_threshold=data.low_stock_threshold,
         )
         return await self._submit(
@@ -222,7 +221,6 @@ class CommandController(Controller):
         request: Request[Principal, Any, Any],
         item_id: FromPath[str],
         service: NamedDependency[CommandService],
-        settings: NamedDependency[Settings],
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
         if_match: IfMatchHeader = None,
@@ -231,7 +229,7 @@ class CommandController(Controller):
         command = checks.delete_item(
             item_id=item_id,
             expected_version=checks.check_expected_version(if_match),
-            default_location=settings.default_location,
+            default_location=service.default_location,
         )
         return await self._submit(
             request,
@@ -256,7 +254,6 @@ class CommandController(Controller):
         item_id: FromPath[str],
         data: JSONBody[AdjustStock],
         service: NamedDependency[CommandService],
-        settings: NamedDependency[Settings],
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
         if_match: IfMatchHeader = None,
@@ -268,8 +265,8 @@ class CommandController(Controller):
             location=data.location,
             reason=data.reason,
             expected_version=checks.check_expected_version(if_match),
-            locations=settings.locations,
-            default_location=settings.default_location,
+            locations=service.locations,
+            default_location=service.default_location,
         )
         return await self._submit(
             request,
@@ -294,7 +291,6 @@ class CommandController(Controller):
         item_id: FromPath[str],
         data: JSONBody[MoveStock],
         service: NamedDependency[CommandService],
-        settings: NamedDependency[Settings],
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
         if_match: IfMatchHeader = None,
@@ -305,7 +301,6 @@ class CommandController(Controller):
             item_id,
             data,
             service,
-            settings,
             prefer,
             idempotency_key,
             if_match,
@@ -324,7 +319,6 @@ class CommandController(Controller):
         item_id: FromPath[str],
         data: JSONBody[MoveStock],
         service: NamedDependency[CommandService],
-        settings: NamedDependency[Settings],
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
         if_match: IfMatchHeader = None,
@@ -335,7 +329,6 @@ class CommandController(Controller):
             item_id,
             data,
             service,
-            settings,
             prefer,
             idempotency_key,
             if_match,
@@ -348,7 +341,6 @@ class CommandController(Controller):
         item_id: FromPath[str],
         data: JSONBody[MoveStock],
         service: NamedDependency[CommandService],
-        settings: NamedDependency[Settings],
         prefer: str | None,
         idempotency_key: str | None,
         if_match: str | None,
@@ -360,8 +352,8 @@ class CommandController(Controller):
             quantity=data.quantity,
             location=data.location,
             expected_version=checks.check_expected_version(if_match),
-            locations=settings.locations,
-            default_location=settings.default_location,
+            locations=service.locations,
+            default_location=service.default_location,
         )
         return await self._submit(
             request,

@@ -67,8 +67,8 @@ class OutcomeWaiter:
                 await consumer.start()
                 while True:
                     for record in await consumer.fetch(1000, timeout=1.0):
-                        if record.value is None:
-                            continue
+                        if record.value is None or not self._waiting:
+                            continue  # nobody waits: no need to read it
                         change = json.loads(record.value)
                         if change.get("kind") == "outcome":
                             self._resolve(change)

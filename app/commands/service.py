@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 IDEMPOTENCY_KEY_SECONDS = 24 * 3600
 REQUEST_ID_REPLAY_SECONDS = 5 * 60
 MAX_WAIT_SECONDS = 30.0
+LIVE_CACHE_SECONDS = 5.0
+LIVE_CACHE_SIZE = 100_000
 _json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
@@ -82,23 +84,36 @@ class CommandService:
         lookup: CommandLookup,
         reader: InventoryReader,
         waiter: OutcomeWaiter,
+        *,
+        locations: tuple[str, ...],
+        default_location: str,
     ) -> None:
+        self.locations = locations
+        self.default_location = default_location
         self._log = event_log
         self._store = store
         self._lookup = lookup
         self._reader = reader
         self._waiter = waiter
         self._in_flight: dict[str, asyncio.Future[Reply]] = {}
+        # Items seen alive a moment ago: the fast 404 is only a courtesy (the listener decides),
+        # so a few seconds of staleness are harmless and save a read on every stock command.
+        self._recently_live: dict[str, float] = {}
 
     # --- fast rejections, no round trip through the log ---------------------------------
 
     async def ensure_item_exists(self, item_id: str, event_type: EventType) -> None:
         """404 for an item that does not exist, but never for one whose create is still pending."""
+        if self._recently_live.get(item_id, 0.0) > time.monotonic():
+            return
         try:
             state = await self._reader.item_state(item_id)
         except ReadModelUnavailable:
             state = None
         if state == "live":
+            if len(self._recently_live) > LIVE_CACHE_SIZE:
+                self._recently_live.clear()
+            self._recently_live[item_id] = time.monotonic() + LIVE_CACHE_SECONDS
             return
         if state is None and await self._pending_create(item_id=item_id):
             return
@@ -195,6 +210,8 @@ class CommandService:
         self, submission: Submission, *, key: str | None = None, state: str = "published"
     ) -> AcceptedCommand:
         command = submission.command
+        if command.event_type is EventType.ITEM_DELETED:
+            self._recently_live.pop(command.item_id, None)
         event = Event(
             event_id=str(uuid.uuid4()),
             event_type=command.event_type,

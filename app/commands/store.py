@@ -117,9 +117,8 @@ class CommandStore:
     async def record(self, command: AcceptedCommand) -> None:
         """Record an accepted command; raise IdempotencyKeyTaken if its key is already recorded."""
         assert self._writer is not None
-
-        async def insert(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        try:
+            await self._writer.execute(
                 f"INSERT INTO accepted_commands ({COLUMNS}) VALUES ({', '.join('?' * 17)})",
                 (
                     command.command_id, command.item_id, command.event_type, command.sku, command.actor,
@@ -128,31 +127,20 @@ class CommandStore:
                     None, None, None,
                 ),
             )  # fmt: skip
-
-        try:
-            await self._writer.run(insert)
         except aiosqlite.IntegrityError:
             raise IdempotencyKeyTaken(command.idem_key or command.command_id) from None
 
     async def set_state(self, command_id: str, state: str) -> None:
         assert self._writer is not None
-
-        async def update(conn: aiosqlite.Connection) -> None:
-            await conn.execute("UPDATE accepted_commands SET state = ? WHERE command_id = ?", (state, command_id))
-
-        await self._writer.run(update)
+        await self._writer.execute("UPDATE accepted_commands SET state = ? WHERE command_id = ?", (state, command_id))
 
     async def save_response(self, command_id: str, status: int, headers: dict[str, str], body: bytes) -> None:
         assert self._writer is not None
-
-        async def update(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
-                "UPDATE accepted_commands SET state = 'published', response_status = ?, response_headers = ?, "
-                "response_body = ? WHERE command_id = ?",
-                (status, json.dumps(headers), body, command_id),
-            )
-
-        await self._writer.run(update)
+        await self._writer.execute(
+            "UPDATE accepted_commands SET state = 'published', response_status = ?, response_headers = ?, "
+            "response_body = ? WHERE command_id = ?",
+            (status, json.dumps(headers), body, command_id),
+        )
 
     async def by_idempotency_key(self, scope: str, key: str) -> AcceptedCommand | None:
         async with self._db.execute(
@@ -169,14 +157,9 @@ class CommandStore:
 
     async def _forget_key(self, command_id: str) -> None:
         assert self._writer is not None
-
-        async def update(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
-                "UPDATE accepted_commands SET idem_key = NULL, idem_scope = NULL WHERE command_id = ?",
-                (command_id,),
-            )
-
-        await self._writer.run(update)
+        await self._writer.execute(
+            "UPDATE accepted_commands SET idem_key = NULL, idem_scope = NULL WHERE command_id = ?", (command_id,)
+        )
 
 
 class CommandLookup:

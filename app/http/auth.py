@@ -48,7 +48,8 @@ def authentication(tokens: TokenService) -> DefineMiddleware:
 
 
 def requires(role: Role) -> Guard:
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    # async on purpose: Litestar runs a sync guard in a worker thread, on every request.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         user = connection.scope.get("user")
         if not isinstance(user, Principal):
             raise NotAuthorizedException("authentication required")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
+
+import msgspec
 
 from app.cache.base import CacheUnavailable, ItemCache, ItemEntry, entries_from_changes
 from app.domain.events import CHANGES_TOPIC
@@ -22,17 +23,17 @@ from app.listener.store import InventoryStore
 from app.metrics import OUTBOX_BACKLOG
 
 log = logging.getLogger(__name__)
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 PAGE = 500
 IDLE_SECONDS = 1.0
 RESYNC_CHECK_SECONDS = 2.0
 
 
-def change_message(seq: int, payload: str) -> Message:
+def change_message(seq: int, payload: str, item_id: str) -> Message:
     """The change record as published: its payload with the commit sequence number first."""
-    change: dict[str, Any] = json.loads(payload)
-    value = json.dumps({"seq": seq, **change}, separators=(",", ":")).encode()
-    return Message(CHANGES_TOPIC, change["item_id"].encode(), value, (("seq", str(seq).encode()),))
+    value = b'{"seq":%d,%s' % (seq, payload.encode()[1:])
+    return Message(CHANGES_TOPIC, item_id.encode(), value, (("seq", str(seq).encode()),))
 
 
 class OutboxRelay:
@@ -71,9 +72,15 @@ class OutboxRelay:
             OUTBOX_BACKLOG.set(len(rows) if len(rows) < PAGE else await self._store.unsent_count())
             if not rows:
                 return
-            await self._refresh_cache([json.loads(payload) for _, payload in rows])
+            changes: list[dict[str, Any]] = [_decode(payload) for _, payload in rows]
+            await self._refresh_cache(changes)
             try:
-                await self._log.publish([change_message(seq, payload) for seq, payload in rows])
+                await self._log.publish(
+                    [
+                        change_message(seq, payload, change["item_id"])
+                        for (seq, payload), change in zip(rows, changes, strict=True)
+                    ]
+                )
             except LogUnavailable as exc:
                 if self.log_ok:
                     log.warning("change feed unreachable, will retry: %s", exc)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import msgspec
 
 from app.clock import utc_now
 from app.domain.events import Event, PoisonMessage, decode_event
@@ -24,6 +25,8 @@ from app.eventlog.base import Headers, TopicPartition
 from app.item_rows import ITEM_COLUMNS, ITEMS_BY_IDS, LEVELS_BY_IDS, assemble_items
 from app.listener.planner import Loaded, ParkedEvent, Plan
 from app.listener.schema import open_writer
+
+PUBLISHED_SEQ = "SELECT COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'published_seq'), 0)"
 
 
 class Conflict(RuntimeError):
@@ -46,8 +49,11 @@ def _ids(values: Iterable[str]) -> str:
     return json.dumps(sorted(set(values)))
 
 
+_encode = msgspec.json.Encoder()
+
+
 def _dumps(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, separators=(",", ":"))
+    return _encode.encode(payload).decode()
 
 
 class InventoryStore:
@@ -124,7 +130,9 @@ class InventoryStore:
         return expired
 
     async def unsent_changes(self, limit: int) -> list[tuple[int, str]]:
-        rows = await self._all("SELECT seq, payload FROM changes WHERE sent = 0 ORDER BY seq LIMIT ?", (limit,))
+        rows = await self._all(
+            f"SELECT seq, payload FROM changes WHERE seq > ({PUBLISHED_SEQ}) ORDER BY seq LIMIT ?", (limit,)
+        )
         return [(seq, payload) for seq, payload in rows]
 
     async def changes_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
@@ -142,13 +150,18 @@ class InventoryStore:
         return int(rows[0][0])
 
     async def unsent_count(self) -> int:
-        rows = await self._all("SELECT COUNT(*) FROM changes WHERE sent = 0")
+        rows = await self._all(f"SELECT COUNT(*) FROM changes WHERE seq > ({PUBLISHED_SEQ})")
         return int(rows[0][0])
 
     # --- writes --------------------------------------------------------------------------
 
     async def mark_sent(self, up_to_seq: int) -> None:
-        await self.conn.execute("UPDATE changes SET sent = 1 WHERE sent = 0 AND seq <= ?", (up_to_seq,))
+        await self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('published_seq', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value "
+            "WHERE CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER)",
+            (str(up_to_seq),),
+        )
 
     async def write(
         self,

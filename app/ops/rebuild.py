@@ -128,7 +128,7 @@ async def rebuild(event_log: EventLog, data_dir: Path, *, apply: bool = False) -
             for parked in expired:
                 planner.expire(parked)
             await store.write(planner.plan, expected_positions={})
-        await store.conn.execute("UPDATE changes SET sent = 1")
+        await store.mark_sent(await store.last_seq())
     finally:
         await consumer.stop()
         await store.close()
