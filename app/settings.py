@@ -44,7 +44,7 @@ class Settings:
     # Upper bound on waiting for the broker's ack before answering 503.
     publish_timeout_seconds: float = 5.0
     max_body_bytes: int = 64 * 1024
-    listener_batch_size: int = 500
+    listener_batch_size: int = 2000
     listener_max_attempts: int = 5
     retry_base_seconds: float = 0.05
     retry_max_seconds: float = 5.0
@@ -191,7 +191,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "INVENTORY_PUBLISH_TIMEOUT", _positive_float, 5.0, "a positive number of seconds"
         ),
         max_body_bytes=_parsed(env, "INVENTORY_MAX_BODY_BYTES", _positive_int, 64 * 1024, "a positive integer"),
-        listener_batch_size=_parsed(env, "INVENTORY_LISTENER_BATCH", _positive_int, 500, "a positive integer"),
+        listener_batch_size=_parsed(env, "INVENTORY_LISTENER_BATCH", _positive_int, 2000, "a positive integer"),
         listener_max_attempts=_parsed(env, "INVENTORY_LISTENER_MAX_ATTEMPTS", _positive_int, 5, "a positive integer"),
         retry_base_seconds=_parsed(env, "INVENTORY_RETRY_BASE", _positive_float, 0.05, "a positive number"),
         retry_max_seconds=_parsed(env, "INVENTORY_RETRY_MAX", _positive_float, 5.0, "a positive number"),

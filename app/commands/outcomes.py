@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+from collections import OrderedDict
 from typing import Any
+
+import msgspec
 
 from app.cache.base import CacheUnavailable, ItemCache, ItemEntry
 from app.commands.store import CommandLookup
@@ -22,6 +24,8 @@ from app.reader import InventoryReader, ReadModelUnavailable
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
+LATEST_ITEMS = 10_000
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
 Outcome = dict[str, Any]
 
 
@@ -30,6 +34,10 @@ class OutcomeWaiter:
         self._log = event_log
         self._reader = reader
         self._waiting: dict[str, asyncio.Future[Outcome]] = {}
+        # The item's state from the change record that precedes its outcomes in the feed: what
+        # a waiting client gets back. Several commands applied in one batch share the state
+        # after the last of them.
+        self._latest_items: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
 
     def expect(self, command_id: str) -> asyncio.Future[Outcome]:
         """Register before publishing, so an outcome that comes back very fast is not missed."""
@@ -46,11 +54,29 @@ class OutcomeWaiter:
         future = self.expect(command_id)
         try:
             async with asyncio.timeout(timeout):
-                return await asyncio.shield(future)
+                outcome = await asyncio.shield(future)
         except TimeoutError:
             return None
         finally:
             self.forget(command_id)
+        if (
+            outcome["status"] == "applied"
+            and outcome.get("item") is None
+            and not outcome["event_type"].endswith("deleted")
+        ):
+            with contextlib.suppress(ReadModelUnavailable):
+                outcome["item"] = await self._item_now(outcome["item_id"])
+        return outcome
+
+    async def _item_now(self, item_id: str) -> dict[str, Any] | None:
+        item = await self._reader.item(item_id)
+        return item_view(item) if item is not None and not item.deleted else None
+
+    def _remember(self, item_id: str, item: dict[str, Any] | None) -> None:
+        self._latest_items[item_id] = item
+        self._latest_items.move_to_end(item_id)
+        if len(self._latest_items) > LATEST_ITEMS:
+            self._latest_items.popitem(last=False)
 
     def _resolve(self, outcome: Outcome) -> None:
         future = self._waiting.get(outcome["command_id"])
@@ -69,9 +95,12 @@ class OutcomeWaiter:
                     for record in await consumer.fetch(1000, timeout=1.0):
                         if record.value is None or not self._waiting:
                             continue  # nobody waits: no need to read it
-                        change = json.loads(record.value)
+                        change = _decode(record.value)
                         if change.get("kind") == "outcome":
+                            change["item"] = self._latest_items.get(change["item_id"])
                             self._resolve(change)
+                        elif change.get("kind") == "item":
+                            self._remember(change["item_id"], change.get("item"))
             except LogUnavailable as exc:
                 log.info("change feed unavailable for waiters, polling the database: %s", exc)
                 await asyncio.sleep(1.0)
@@ -86,8 +115,7 @@ class OutcomeWaiter:
                     outcome = await self._reader.outcome(command_id)
                     if outcome is not None:
                         if outcome["status"] == "applied":
-                            item = await self._reader.item(outcome["item_id"])
-                            outcome["item"] = item_view(item) if item is not None and not item.deleted else None
+                            outcome["item"] = await self._item_now(outcome["item_id"])
                         self._resolve(outcome)
 
 

@@ -71,7 +71,6 @@ class Outcome:
     version: int | None
     actor: str
     submitted_at: str
-    item: dict[str, Any] | None
 
     def change_payload(self, processed_at: str) -> dict[str, Any]:
         return {
@@ -86,7 +85,6 @@ class Outcome:
             "version": self.version,
             "submitted_at": self.submitted_at,
             "processed_at": processed_at,
-            "item": self.item,
         }
 
 
@@ -266,12 +264,12 @@ class Planner:
                 occurred_at=event.occurred_at,
             )
         )
-        self._outcome(event, "applied", None, None, item.version, None if item.deleted else item_view(item))
+        self._outcome(event, "applied", None, None, item.version)
 
     def _reject(self, event: Event, rejected: Rejected) -> None:
         item = self._items.get(event.item_id)
         version = item.version if item is not None else None
-        self._outcome(event, "rejected", rejected.reason.value, rejected.message, version, None)
+        self._outcome(event, "rejected", rejected.reason.value, rejected.message, version)
 
     def _outcome(
         self,
@@ -280,7 +278,6 @@ class Planner:
         reason: str | None,
         message: str | None,
         version: int | None,
-        item: dict[str, Any] | None,
     ) -> None:
         self.plan.outcomes.append(
             Outcome(
@@ -294,6 +291,5 @@ class Planner:
                 version=version,
                 actor=event.actor,
                 submitted_at=event.occurred_at,
-                item=item,
             )
         )

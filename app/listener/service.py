@@ -91,7 +91,7 @@ class Listener:
         store: InventoryStore,
         relay: Notifier,
         *,
-        batch_size: int = 500,
+        batch_size: int = 2000,
         orphan_wait: float = 10.0,
         retry: RetryPolicy | None = None,
     ) -> None:
