@@ -21,7 +21,7 @@ from app.eventlog.topics import TOPICS
 from tests.support.app import PASSWORD, base_env
 from tests.support.events import query
 from tests.support.processes import ServiceProcess, run_cli
-from tests.support.services import REPO, free_port, free_port_pair, port_is_open
+from tests.support.services import REPO, free_port, free_port_pair, free_ports_in_a_row, port_is_open
 from tests.support.stack import Stack, split_stack
 
 
@@ -122,9 +122,7 @@ def test_demo_data_stocks_five_stores_with_some_low(stack: Stack) -> None:
 
 
 def test_inventory_dev_runs_the_whole_stack_and_stops_it_on_sigterm(tmp_path: Path) -> None:
-    kafka_port, base, redis_port = free_port_pair(), free_port(), free_port()
-    while any(port_is_open(p) for p in (base + 1, base + 2)):
-        base = free_port()
+    kafka_port, base, redis_port = free_port_pair(), free_ports_in_a_row(3), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVENTORY_")}
     env["INVENTORY_ADMIN_PASSWORD"] = PASSWORD
     out = (tmp_path / "dev.log").open("w")

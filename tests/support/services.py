@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -19,18 +20,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports_in_a_row(count: int) -> int:
+    """The first of `count` consecutive ports that can all be bound now, below the kernel's
+    ephemeral range (where outgoing connections could take one between our check and its use)."""
+    for _ in range(200):
+        first = random.randint(20_000, 32_000 - count)
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {count} free ports in a row")
+
+
 def free_port_pair() -> int:
     """A free port whose next port is free too (the broker's controller listens on port + 1)."""
-    for _ in range(50):
-        port = free_port()
-        if port < 65535 and not port_is_open(port + 1):
-            with socket.socket() as sock:
-                try:
-                    sock.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free pair of ports")
+    return free_ports_in_a_row(2)
 
 
 def port_is_open(port: int) -> bool:
