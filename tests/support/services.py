@@ -15,9 +15,7 @@ BROKER_SCRIPT = REPO / "kafka" / "broker.sh"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports_in_a_row(1)
 
 
 def free_ports_in_a_row(count: int) -> int:
