@@ -36,12 +36,14 @@ class Client:
             headers["Content-Type"] = "application/json"
         return headers
 
-    async def call(self, method: str, path: str, body: object | None = None) -> Response:
+    async def call(
+        self, method: str, path: str, body: object | None = None, headers: dict[str, str] | None = None
+    ) -> Response:
         raw = encode_request(
             method,
             path,
             self.endpoint,
-            self._headers(json_body=body is not None),
+            {**self._headers(json_body=body is not None), **(headers or {})},
             json.dumps(body, separators=(",", ":")).encode() if body is not None else None,
         )
         async with self._slots:

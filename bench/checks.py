@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from app.domain.events import COMMAND_TOPICS
+from app.eventlog.topics import TOPICS
 
 
 def read_only(db: Path) -> sqlite3.Connection:
@@ -65,21 +66,16 @@ def embedded_topic_messages(data_dir: Path) -> int:
 async def _kafka_topic_messages(bootstrap: str, prefix: str) -> int:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    # The application creates its topics with these partition counts (app/eventlog/topics.py).
+    partitions = [
+        TopicPartition(prefix + spec.name, partition)
+        for spec in TOPICS
+        if spec.name in COMMAND_TOPICS
+        for partition in range(spec.partitions)
+    ]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition(prefix + topic, p)
-            for topic in COMMAND_TOPICS
-            for p in sorted(consumer.partitions_for_topic(prefix + topic) or ())
-        ]
-        if not partitions:
-            await consumer.topics()
-            partitions = [
-                TopicPartition(prefix + topic, p)
-                for topic in COMMAND_TOPICS
-                for p in sorted(consumer.partitions_for_topic(prefix + topic) or ())
-            ]
         starts = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
         return sum(int(ends[tp]) - int(starts[tp]) for tp in partitions)

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import datetime
 import json
+import os
 import resource
 import shutil
 import signal
@@ -76,14 +77,21 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        result = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
-        )
+        result = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return result.stdout.strip() or None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _source() -> dict[str, Any]:
+    """Which code was measured: the commit, and whether app/ had changes not committed yet."""
+    changes = _git("status", "--porcelain", "--", "app")
+    return {
+        "git_commit": _git("rev-parse", "--short", "HEAD"),
+        "app_uncommitted_changes": None if changes is None else len(changes.splitlines()),
+    }
 
 
 def _target(args: argparse.Namespace) -> Stack:
@@ -112,13 +120,18 @@ def _create_users(data_dir: Path) -> dict[str, str]:
     """The harness's users in a running stack's data directory (password reset if they exist)."""
     import secrets
 
-    env = {"INVENTORY_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"}
+    # A secret of our own keeps the console command from writing a development one into the directory.
+    env = {
+        "INVENTORY_DATA_DIR": str(data_dir),
+        "INVENTORY_JWT_SECRET": "bench-" + secrets.token_urlsafe(40),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+    }
     passwords: dict[str, str] = {}
     for role, name in USERS.items():
         password = secrets.token_urlsafe(16)
         for action in (["add", name, "--role", role], ["passwd", name]):
             result = subprocess.run(
-                [sys.executable, "-m", "app.cli", "users", *action, "--password", password],
+                [sys.executable, "-m", "app.cli", "users", *action, f"--password={password}"],
                 env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
             )  # fmt: skip
             if result.returncode == 0:
@@ -138,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
     open_files = _raise_open_files_limit()
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    load_at_start = os.getloadavg()
     started = time.monotonic()
 
     work_dir: Path | None = None
@@ -148,47 +162,51 @@ def run(args: argparse.Namespace) -> int:
         work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="inventory-bench-"))
         work_dir.mkdir(parents=True, exist_ok=True)
         stack = EmbeddedStack(work_dir) if args.mode == "embedded" else KafkaStack(work_dir)
-    failed = True
-    sections: dict[str, Any] = {}
+    harness = Harness(stack, size, only)
+    problem: str | None = None
     try:
         log(f"starting the {args.mode} stack" + (f" in {work_dir}" if work_dir else ""))
         stack.start()
-        harness = Harness(stack, size, only)
-        sections = harness.run()
-        failed = harness.failed
+        harness.run()
+    except BaseException as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         log("stopping the stack")
         stack.stop()
+        failed = problem is not None or harness.failed
         if work_dir is not None and isinstance(stack, StartedStack):
             if args.keep or failed:
                 log(f"work directory kept: {work_dir}")
             else:
                 shutil.rmtree(work_dir, ignore_errors=True)
-
-    result = {
-        "machine": machine.describe(args.mode),
-        "run": {
-            "mode": args.mode,
-            "size": size.name,
-            "stack": "target" if args.target else "started",
-            "started_at": started_at,
-            "duration_seconds": round(time.monotonic() - started, 1),
-            "git_commit": _git_commit(),
-            "command": " ".join(["python -m bench", *sys.argv[1:]]),
-            "open_files_limit": open_files,
-            "sizes": size_description(size),
-        },
-        "sections": sections,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print()
-    print(report.render(result))
-    print(f"\nresult written to {args.out}")
-    correctness = sections.get("correctness", {})
-    if any("error" in section for section in sections.values()):
+        result = {
+            "machine": machine.describe(args.mode),
+            "run": {
+                "mode": args.mode,
+                "size": size.name,
+                "stack": "target" if args.target else "started",
+                "started_at": started_at,
+                "duration_seconds": round(time.monotonic() - started, 1),
+                **_source(),
+                "command": " ".join(["python -m bench", *sys.argv[1:]]),
+                "open_files_limit": open_files,
+                "sizes": size_description(size),
+                "interrupted": problem,
+                # Other work on the machine disturbs every figure: see also each figure's host_cpu.
+                "load_average_at_start": [round(v, 2) for v in load_at_start],
+                "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+            },
+            "sections": harness.sections,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print()
+        print(report.render(result))
+        print(f"\nresult written to {args.out}")
+    if any("error" in section for section in harness.sections.values()):
         return EXIT_FAILED
-    if correctness.get("ok") is False:
+    if harness.sections.get("correctness", {}).get("ok") is False:
         return EXIT_INCORRECT
     return EXIT_OK
 

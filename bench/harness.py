@@ -14,6 +14,7 @@ Sections (each a key of the result's ``sections``):
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import secrets
@@ -40,6 +41,7 @@ from bench.loadgen import (
     run_async,
     run_in_process,
 )
+from bench.procs import cpu_spent_since, host_busy_seconds, other_cpu_seconds
 from bench.sizes import Size
 from bench.stack import Stack, http_json
 from bench.stats import summarize
@@ -47,6 +49,12 @@ from bench.stats import summarize
 SECTIONS = ("commands", "freshness", "reads", "fanout", "catch_up")
 START_QUANTITY = 1_000_000
 LIST_PATH = f"{ITEMS_PATH}?page=1&page_size=20"
+# CPU of other user processes on the machine (not the stack, not the harness and its load
+# generator), in % of one core, above which a measurement is marked as disturbed.
+DISTURBED_PERCENT = 25.0
+HOST = "host"
+# A listener that applies nothing for this long while it has a backlog is stuck (or crashed).
+STALL_SECONDS = 60.0
 
 Result = dict[str, Any]
 
@@ -67,6 +75,7 @@ class Harness:
         self.accepted: set[str] = set()
         self.sections: dict[str, Result] = {}
         self.failed = False
+        self._others: dict[int, float] = {}  # other processes' CPU at the last ``_cpu()``
 
     # --- the run ------------------------------------------------------------------------
 
@@ -104,9 +113,17 @@ class Harness:
         return api.Client(url, self.tokens[role])
 
     def _cpu(self) -> dict[str, float]:
-        return {process.name: process.cpu() for process in self.stack.watched}
+        used = {process.name: process.cpu() for process in self.stack.watched}
+        used[HOST] = host_busy_seconds()
+        self._others = other_cpu_seconds(self._pids().values())
+        return used
+
+    def _others_percent(self, before: dict[int, float], wall: float) -> float:
+        spent = cpu_spent_since(before, other_cpu_seconds(self._pids().values()))
+        return round(100 * spent / wall, 1) if wall else 0.0
 
     def _cpu_since(self, before: dict[str, float], wall: float) -> dict[str, Result]:
+        """CPU per process of the stack since ``before`` (100 % = one core), without the host."""
         used: dict[str, Result] = {}
         for name, cpu in self._cpu().items():
             spent = max(0.0, cpu - before.get(name, 0.0))
@@ -114,15 +131,44 @@ class Harness:
         return used
 
     def _measure(self, work: Callable[[], Result]) -> Result:
-        """Run a workload and add the CPU the services used meanwhile (100 % = one core)."""
+        """Run a workload and add the CPU the services used meanwhile (100 % = one core), and how
+        busy the rest of the machine was: other work on the host disturbs every figure."""
         before = self._cpu()
         started = time.monotonic()
         result = work()
-        result["server_cpu"] = self._cpu_since(before, time.monotonic() - started)
+        self._account(result, before, time.monotonic() - started)
         ids = result.pop("command_ids", None)
         if ids:
             self.accepted.update(ids)
         return result
+
+    def _pids(self) -> dict[str, int]:
+        return {process.name: process.pid for process in self.stack.watched if process.pid is not None}
+
+    def _account(self, result: Result, before: dict[str, float], wall: float) -> None:
+        """Add ``server_cpu`` and ``host_cpu``: from the workload's own measured window when it
+        reports one, else from the harness's view around it."""
+        window = result.pop("window", None)
+        if window:
+            used = window["server_cpu"]
+            host_percent = window["host_busy_percent"]
+            other = window["other_processes_percent"]
+        else:
+            others_before = self._others
+            used = self._cpu_since(before, wall)
+            host_percent = used.pop(HOST)["cpu_percent"]
+            other = self._others_percent(others_before, wall)
+        result["server_cpu"] = used
+        result["host_cpu"] = {
+            # The whole machine (100 % = one core): the stack, the load generator, the harness,
+            # the kernel's work for them, and anything else.
+            "busy_percent": host_percent,
+            # User processes that are neither the stack nor the harness and its load generator.
+            "other_processes_percent": other,
+        }
+        if other > DISTURBED_PERCENT:
+            result["disturbed"] = True
+            log(f"  warning: other processes used {other:.0f}% of a core meanwhile; this figure is disturbed")
 
     def _versions(self, items: list[str]) -> dict[str, int]:
         if self.stack.data_dir is not None:
@@ -148,8 +194,8 @@ class Harness:
             if not done:
                 raise TimeoutError(f"the listener did not apply every accepted command within {limit:.0f} s")
         else:
-            recent = random.Random(3).sample(sorted(self.accepted), min(500, len(self.accepted)))
-            run_async(api.wait_applied(self._client("viewer", "query"), recent, limit))
+            sample = random.Random(3).sample(sorted(self.accepted), min(500, len(self.accepted)))
+            run_async(api.wait_applied(self._client("viewer", "query"), sample, limit))
         return round(time.monotonic() - started, 2)
 
     # --- set-up -------------------------------------------------------------------------
@@ -193,7 +239,12 @@ class Harness:
         levels = []
         for clients in self.size.command_clients:
             load = CommandLoad(
-                self.stack.command_url, self.tokens["clerk"], self.items, clients, self.size.command_seconds
+                self.stack.command_url,
+                self.tokens["clerk"],
+                self.items,
+                clients,
+                self.size.command_seconds,
+                pids=self._pids(),
             )
             result = self._measure(partial(run_in_process, command_load, load, load.seconds + 180))
             # The listener's backlog after the run: how long it needed to apply what was accepted.
@@ -221,6 +272,7 @@ class Harness:
                 seconds=self.size.freshness_seconds,
                 get_every=max(1, round(offered / self.size.freshness_get_samples_per_second)),
                 poll_seconds=self.size.freshness_poll_seconds,
+                pids=self._pids(),
             )
             timeout = load.seconds + load.settle_seconds + 240
             result = self._measure(partial(run_in_process, open_load, load, timeout))
@@ -243,7 +295,15 @@ class Harness:
         cases: list[Result] = []
 
         def measure(cache: str, endpoint: str, paths: list[str], seconds: float, warm: bool) -> None:
-            load = ReadLoad(self.stack.query_url, self.tokens["viewer"], paths, self.size.read_clients, seconds, warm)
+            load = ReadLoad(
+                self.stack.query_url,
+                self.tokens["viewer"],
+                paths,
+                self.size.read_clients,
+                seconds,
+                warm,
+                pids=self._pids(),
+            )
             result = self._measure(partial(run_in_process, read_load, load, 600))
             result.update({"cache": cache, "endpoint": endpoint, "pass": "one read per item" if not seconds else None})
             log(
@@ -277,23 +337,59 @@ class Harness:
                 measure("redis-down", "list", [LIST_PATH], seconds, False)
             finally:
                 self.stack.start_redis()
-            self._wait_cache_back()
+            notes["redis-restart"] = (
+                "redis-server started again; time until reads use it and changes flow again: "
+                + json.dumps(self._wait_cache_back())
+            )
         else:
             notes["redis-down"] = "not measured: " + (
                 "the embedded mode has no Redis" if not self.stack.redis_url else "needs a stack the harness started"
             )
         return {"clients": self.size.read_clients, "cases": cases, "notes": notes}
 
-    def _wait_cache_back(self) -> None:
-        deadline = time.monotonic() + 30
+    def _wait_cache_back(self) -> Result:
+        """Wait until the query service uses Redis again and the listener announces changes again:
+        after a Redis restart the listener refills the whole cache before it publishes anything,
+        and the next section must not measure that pause."""
+        started = time.monotonic()
+        deadline = started + 60
         while time.monotonic() < deadline:
             try:
                 status, body = http_json(f"{self.stack.query_url}/api/v1/ready")
             except OSError:
                 status, body = 0, {}
             if status == 200 and body.get("checks", {}).get("redis", {}).get("status") == "ok":
-                return
+                break
             time.sleep(0.2)
+        ready = time.monotonic()
+
+        async def probe() -> None:
+            clerk, viewer = self._client("clerk"), self._client("viewer", "query")
+            try:
+                response = await clerk.call("POST", f"{ITEMS_PATH}/{self.items[0]}/adjust", {"quantity": 1})
+                if response.status != 202:
+                    raise api.ApiFailure(f"probe command: HTTP {response.status} {response.body[:200]!r}")
+                command_id = command_id_of(response)
+                self.accepted.add(command_id)
+                await api.wait_applied(viewer, [command_id], 60)
+            finally:
+                clerk.close()
+                viewer.close()
+
+        run_async(probe())
+        # The change of the probe is committed: it is announced once the outbox is empty again.
+        while self.stack.listener_url and time.monotonic() < deadline:
+            try:
+                _, body = http_json(f"{self.stack.listener_url}/api/v1/ready")
+            except OSError:
+                body = {}
+            if body.get("checks", {}).get("outbox", {}).get("backlog") == 0:
+                break
+            time.sleep(0.05)
+        return {
+            "redis_ready_seconds": round(ready - started, 2),
+            "changes_flowing_seconds": round(time.monotonic() - started, 2),
+        }
 
     # --- 5. SSE fan-out -----------------------------------------------------------------
 
@@ -320,8 +416,10 @@ class Harness:
             started = time.monotonic()
             targets = run_async(self._send_one_by_one(watch, versions, spacing))
             time.sleep(2.0 + spacing)
+            wall = time.monotonic() - started
+            others = self._others_percent(self._others, wall)
+            usage = self._cpu_since(before, wall)
             reports = group.finish(targets)
-            server_cpu = self._cpu_since(before, time.monotonic() - started)
         finally:
             group.close()
         latencies = [value for report in reports for value in report["latencies"]]
@@ -338,8 +436,13 @@ class Harness:
             "missing": sum(report["missing"] for report in reports),
             "latency": summarize(latencies),
             "generator": [report["generator"] for report in reports],
-            "server_cpu": server_cpu,
+            "window": {
+                "server_cpu": usage,
+                "host_busy_percent": usage.pop(HOST)["cpu_percent"],
+                "other_processes_percent": others,
+            },
         }
+        self._account(result, before, wall)
         log(
             f"  {count:>5} subscribers ({connected} connected): p50 {result['latency'].get('p50_ms')} ms, "
             f"p99 {result['latency'].get('p99_ms')} ms, missing {result['missing']}"
@@ -392,24 +495,36 @@ class Harness:
         first_count = baseline
         done_at: float | None = None
         deadline = started + self.size.drain_timeout
+        last_count, last_progress = baseline, started
         while time.monotonic() < deadline:
+            asked = time.monotonic()
             try:
                 current = checks.outcome_count(data_dir)
             except sqlite3.OperationalError:
-                current = baseline
+                current = last_count
             now = time.monotonic()
+            # Counting rows is a scan: poll at most a fifth of the time, so the instrument does not
+            # take the listener's CPU.
+            pause = max(0.1, 5 * (now - asked))
             if first_at is None and current > baseline:
                 first_at, first_count = now, current
             if current >= target:
                 done_at = now
                 break
-            time.sleep(0.1)
-        server_cpu = self._cpu_since(before, time.monotonic() - started)
+            if current > last_count:
+                last_count, last_progress = current, now
+            elif now - last_progress > STALL_SECONDS:
+                raise RuntimeError(
+                    f"the listener stopped making progress at {current - baseline} of {count} events "
+                    f"(see {stack.listener_log()})"
+                )
+            time.sleep(pause)
+        wall = time.monotonic() - started
         stack.wait_listener()
         if done_at is None or first_at is None:
             raise TimeoutError(f"the listener did not apply {count} events within {self.size.drain_timeout:.0f} s")
         applying = max(done_at - first_at, 1e-9)
-        return {
+        result: Result = {
             "events": count,
             "mix": "adjust +1, reserve 1, release 1 in turn per item",
             "produce_seconds": round(produce_seconds, 2),
@@ -419,8 +534,9 @@ class Harness:
             "events_per_s": round((target - first_count) / applying, 1),
             "events_per_s_including_start": round(count / (done_at - started), 1),
             "listener_process": "all (embedded)" if stack.mode == "embedded" else "listener",
-            "server_cpu": server_cpu,
         }
+        self._account(result, before, wall)
+        return result
 
     # --- 7. correctness -----------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from bench.httpclient import (
     encode_request,
     open_stream,
 )
+from bench.procs import cpu_seconds, cpu_spent_since, host_busy_seconds, other_cpu_seconds
 from bench.stats import rate, summarize
 
 T = TypeVar("T")
@@ -78,19 +79,40 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
 
 @dataclass
 class Meter:
-    """CPU and wall time of the measured window of a workload."""
+    """CPU and wall time of the measured window of a workload: its own, and that of the processes
+    of the stack (``pids``) and of the whole machine over the same window."""
 
+    pids: dict[str, int] = field(default_factory=dict)
     wall_start: float = field(default_factory=time.monotonic)
     cpu_start: float = field(default_factory=time.process_time)
+    window: Result = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._stack_start = {name: cpu_seconds(pid) or 0.0 for name, pid in self.pids.items()}
+        self._host_start = host_busy_seconds()
+        self._others_start = other_cpu_seconds(self.pids.values())
 
     def report(self) -> Result:
+        """The generator's figures; the stack's and the machine's go to ``window``."""
         wall = time.monotonic() - self.wall_start
         cpu = time.process_time() - self.cpu_start
+
+        def percent(seconds: float) -> float:
+            return round(100.0 * seconds / wall, 1) if wall > 0 else 0.0
+
+        stack = {name: max(0.0, (cpu_seconds(pid) or 0.0) - self._stack_start[name]) for name, pid in self.pids.items()}
+        self.window = {
+            "server_cpu": {name: {"cpu_seconds": round(v, 2), "cpu_percent": percent(v)} for name, v in stack.items()},
+            "host_busy_percent": percent(host_busy_seconds() - self._host_start),
+            "other_processes_percent": percent(
+                cpu_spent_since(self._others_start, other_cpu_seconds(self.pids.values()))
+            ),
+        }
         return {
             "cpu_seconds": round(cpu, 3),
             "wall_seconds": round(wall, 3),
             # Of one core: the generator is one thread, so near 100 means it was the limit.
-            "cpu_percent": round(100.0 * cpu / wall, 1) if wall > 0 else 0.0,
+            "cpu_percent": percent(cpu),
             "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         }
 
@@ -150,6 +172,7 @@ class CommandLoad:
     clients: int
     seconds: float
     seed: int = 1
+    pids: dict[str, int] = field(default_factory=dict)  # processes of the stack, for their CPU
 
 
 def command_load(params: CommandLoad) -> Result:
@@ -159,24 +182,22 @@ def command_load(params: CommandLoad) -> Result:
 async def _command_load(p: CommandLoad) -> Result:
     endpoint = Endpoint.parse(p.url)
     headers = _bearer(p.token, json_body=True)
-    requests = [
-        encode_request("POST", f"{ITEMS_PATH}/{item}/{op}", endpoint, headers, body)
-        for item in p.items
-        for op, body, weight in COMMAND_MIX
-        for _ in range(weight)
-    ]
+    ops = [(f"{ITEMS_PATH}/{{}}/{op}", body) for op, body, _ in COMMAND_MIX]
+    weights = [weight for _, _, weight in COMMAND_MIX]
+    requests = [[encode_request("POST", path.format(item), endpoint, headers, body) for path, body in ops]
+                for item in p.items]  # fmt: skip
     connections = await asyncio.gather(*(Connection.open(endpoint) for _ in range(p.clients)))
     latencies: list[float] = []
     command_ids: list[str] = []
     statuses: Counter[int] = Counter()
     errors = 0
-    meter = Meter()
+    meter = Meter(p.pids)
     deadline = meter.wall_start + p.seconds
 
     async def client(connection: Connection, rng: random.Random) -> None:
         nonlocal errors
         while (started := time.monotonic()) < deadline:
-            raw = rng.choice(requests)
+            raw = rng.choices(rng.choice(requests), weights)[0]
             try:
                 response = await connection.request(raw)
             except HttpError:
@@ -202,6 +223,7 @@ async def _command_load(p: CommandLoad) -> Result:
         "other_statuses": {str(k): v for k, v in sorted(statuses.items())},
         "connection_errors": errors,
         "generator": generator,
+        "window": meter.window,
         "command_ids": command_ids,
     }
 
@@ -222,6 +244,7 @@ class OpenLoad:
     poll_seconds: float
     settle_seconds: float = 30.0
     max_connections: int = 2_000
+    pids: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -265,31 +288,37 @@ async def _open_load(p: OpenLoad) -> Result:
         arrivals[change.item_id].append((change.version, now))
         waiting = in_flight.get(change.item_id)
         if waiting is not None and change.version >= waiting:
-            del in_flight[change.item_id]
-            if not in_flight and not sending:
-                all_seen.set()
+            settle(change.item_id)
 
-    stream = await open_stream(query_endpoint, STREAM_PATH, p.viewer_token, on_event)
     versions = dict(p.items)
     assigned: Counter[str] = Counter()
     order = deque(item for item, _ in p.items)
+    free = deque(order)  # items with no command in flight, in the order they became free
     reused = 0
     sent: list[Sent] = []
     tasks: set[asyncio.Task[None]] = set()
     errors = 0
 
     def pick() -> str:
-        """The next item with no command in flight (so each change is attributable)."""
+        """An item with no command in flight (so each change is attributable), if there is one."""
         nonlocal reused
-        for _ in range(len(order)):
-            item = order[0]
-            order.rotate(-1)
-            if item not in in_flight:
-                return item
+        if free:
+            return free.popleft()
         reused += 1
         item = order[0]
         order.rotate(-1)
         return item
+
+    def settle(item: str) -> None:
+        del in_flight[item]
+        free.append(item)
+        if not in_flight and not sending:
+            all_seen.set()
+
+    def forget(record: Sent) -> None:
+        """No change will come for this command: stop waiting for it."""
+        if in_flight.get(record.item) == record.target:
+            settle(record.item)
 
     async def poll(record: Sent) -> None:
         deadline = record.answered + p.settle_seconds
@@ -297,6 +326,7 @@ async def _open_load(p: OpenLoad) -> Result:
             try:
                 response = await reads.request(get[record.item])
             except HttpError:
+                await asyncio.sleep(p.poll_seconds)
                 continue
             if response.status == 200 and _version.decode(response.body).version >= record.target:
                 record.visible_get = time.monotonic()
@@ -311,19 +341,22 @@ async def _open_load(p: OpenLoad) -> Result:
         except HttpError:
             errors += 1
             record.status = -1
+            forget(record)
             return
         record.answered = time.monotonic()
         record.status = response.status
         if response.status != 202:
             assigned[record.item] -= 1  # nothing was published: the next one takes this version
+            forget(record)
             return
         record.command_id = command_id_of(response)
         if follow:
             await poll(record)
 
+    stream = await open_stream(query_endpoint, STREAM_PATH, p.viewer_token, on_event)
     count = max(1, int(p.rate * p.seconds))
     interval = 1.0 / p.rate
-    meter = Meter()
+    meter = Meter(p.pids)
     start = meter.wall_start + 0.01
     for index in range(count):
         scheduled = start + index * interval
@@ -355,6 +388,7 @@ async def _open_load(p: OpenLoad) -> Result:
     accepted = [r for r in sent if r.status == 202]
     statuses = Counter(r.status for r in sent if r.status != 202)
     fresh_sse: list[float] = []
+    seen_records: list[Sent] = []
     unseen = 0
     for record in accepted:
         seen_at = next((t for version, t in arrivals.get(record.item, ()) if version >= record.target), None)
@@ -362,8 +396,13 @@ async def _open_load(p: OpenLoad) -> Result:
             unseen += 1
         else:
             fresh_sse.append(seen_at - record.answered)
+            seen_records.append(record)
     followed = [r for i, r in enumerate(sent) if i % p.get_every == 0 and r.status == 202]
     fresh_get = [r.visible_get - r.answered for r in followed if r.visible_get]
+    # The same, from the moment the request was written: never negative, and not shortened when
+    # the 202 itself is late (a change can be visible before its 202 arrives).
+    sse_from_send = [t + r.answered - r.sent for t, r in zip(fresh_sse, seen_records, strict=True)]
+    get_from_send = [r.visible_get - r.sent for r in followed if r.visible_get]
     send_span = max(last_scheduled - meter.wall_start, 1e-9)
     return {
         "offered_per_s": p.rate,
@@ -378,12 +417,15 @@ async def _open_load(p: OpenLoad) -> Result:
         "send_lag": summarize([r.sent - r.scheduled for r in sent if r.sent]),
         "freshness_get": summarize(fresh_get),
         "freshness_sse": summarize(fresh_sse),
+        "visible_get_from_send": summarize(get_from_send),
+        "visible_sse_from_send": summarize(sse_from_send),
         "get_followed": len(followed),
         "get_unseen": len(followed) - len(fresh_get),
         "sse_unseen": unseen,
         "sse_before_202": sum(1 for value in fresh_sse if value < 0),
         "items_reused_in_flight": reused,
         "generator": generator,
+        "window": meter.window,
         "command_ids": [r.command_id for r in accepted],
     }
 
@@ -405,6 +447,7 @@ class ReadLoad:
     seconds: float  # 0: one pass over ``paths`` in random order, each path read exactly once
     warm: bool = False  # read every path once before measuring
     seed: int = 7
+    pids: dict[str, int] = field(default_factory=dict)
 
 
 def read_load(params: ReadLoad) -> Result:
@@ -420,17 +463,24 @@ async def _read_load(p: ReadLoad) -> Result:
         await _one_pass(connections, list(requests), [], Counter())
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
-    meter = Meter()
+    meter = Meter(p.pids)
     if p.seconds > 0:
         deadline = meter.wall_start + p.seconds
 
         async def client(connection: Connection, rng: random.Random) -> None:
             while (started := time.monotonic()) < deadline:
-                response = await connection.request(rng.choice(requests))
+                try:
+                    response = await connection.request(rng.choice(requests))
+                except HttpError:
+                    statuses[-1] += 1
+                    connection.close()
+                    connection = await Connection.open(endpoint)
+                    continue
                 if response.status == 200:
                     latencies.append(time.monotonic() - started)
                 else:
                     statuses[response.status] += 1
+            connection.close()
 
         await asyncio.gather(*(client(c, random.Random(p.seed + i)) for i, c in enumerate(connections)))
     else:
@@ -443,10 +493,12 @@ async def _read_load(p: ReadLoad) -> Result:
     return {
         "clients": p.clients,
         "requests": len(latencies),
+        # -1: the connection failed (the request is retried on a new one).
         "requests_per_s": rate(len(latencies), generator["wall_seconds"]),
         "latency": summarize(latencies),
         "other_statuses": {str(k): v for k, v in sorted(statuses.items())},
         "generator": generator,
+        "window": meter.window,
     }
 
 
@@ -459,7 +511,13 @@ async def _one_pass(
         while queue:
             raw = queue.popleft()
             started = time.monotonic()
-            response = await connection.request(raw)
+            try:
+                response = await connection.request(raw)
+            except HttpError:
+                statuses[-1] += 1
+                connection.close()
+                connection = await Connection.open(connection.endpoint)
+                continue
             if response.status == 200:
                 latencies.append(time.monotonic() - started)
             else:
@@ -589,7 +647,10 @@ class SubscriberProcesses:
     def _receive(pipe: multiprocessing.connection.Connection, expected: str, timeout: float) -> Any:
         if not pipe.poll(timeout):
             raise TimeoutError(f"subscriber process did not report {expected!r} within {timeout:.0f} s")
-        kind, payload = pipe.recv()
+        try:
+            kind, payload = pipe.recv()
+        except EOFError:
+            raise RuntimeError("a subscriber process died") from None
         if kind != expected:
             raise RuntimeError(f"subscriber process failed: {payload}")
         return payload

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +37,48 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     # After the command name: state is field 3, utime 14 and stime 15 (1-based, man 5 proc).
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def host_busy_seconds() -> float:
+    """CPU time all cores of the machine spent busy (not idle, not waiting for I/O) since boot."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _CLOCK_TICKS
+
+
+def _sessions(pids: Iterable[int]) -> set[int]:
+    sessions = {os.getsid(0)}  # the harness and its load generator processes
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            sessions.add(os.getsid(pid))
+    return sessions
+
+
+def other_cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
+    """CPU used so far by every user process outside the sessions of ``pids`` and of the harness
+    (the stack's processes each run in a session of their own), reaped children included;
+    kernel threads are left out, so the kernel's own work for the stack (journal, fsync) is too."""
+    ours = _sessions(pids)
+    used: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid, session = int(entry), int(fields[1]), int(fields[3])
+        if pid == 2 or ppid == 2 or session in ours:
+            continue
+        used[pid] = sum(int(value) for value in fields[11:15]) / _CLOCK_TICKS
+    return used
+
+
+def cpu_spent_since(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds between two ``other_cpu_seconds`` readings (new processes count from 0)."""
+    return sum(max(0.0, value - before.get(pid, 0.0)) for pid, value in after.items())
 
 
 def listening_pid(port: int) -> int | None:

@@ -8,8 +8,8 @@ from typing import Any
 Result = dict[str, Any]
 
 FRESHNESS_HEADERS = (
-    "offered/s", "sent/s", "202 p50", "202 p99", "GET p50", "GET p99", "SSE p50", "SSE p99", "unseen", "non-202",
-    "generator CPU", "busiest",
+    "offered/s", "sent/s", "202 p50", "202 p99", "GET p50", "GET p99", "SSE p50", "SSE p99", "send>SSE p50",
+    "send>SSE p99", "unseen", "non-202", "generator CPU", "busiest",
 )  # fmt: skip
 FANOUT_HEADERS = (
     "subscribers", "connected", "connect s", "deliveries", "p50", "p99", "max", "missing", "generator CPU", "busiest",
@@ -48,6 +48,8 @@ def _busiest(server_cpu: Result) -> str:
 
 
 def _skipped(section: Result) -> str | None:
+    if not section:
+        return "  not run"
     if "skipped" in section:
         return f"  skipped: {section['skipped']}"
     if "error" in section:
@@ -117,7 +119,8 @@ def render(result: Result) -> str:
     out.append(
         _skipped(freshness)
         or table(
-            "3. Freshness, open loop (ms from the 202; 202 latency from the scheduled send)",
+            "3. Freshness, open loop (ms from the 202, and from the request for send>SSE; 202 latency from the "
+            "scheduled send)",
             FRESHNESS_HEADERS,
             [
                 [
@@ -129,6 +132,8 @@ def render(result: Result) -> str:
                     _ms(load["freshness_get"], "p99_ms"),
                     _ms(load["freshness_sse"], "p50_ms"),
                     _ms(load["freshness_sse"], "p99_ms"),
+                    _ms(load.get("visible_sse_from_send", {}), "p50_ms"),
+                    _ms(load.get("visible_sse_from_send", {}), "p99_ms"),
                     load["sse_unseen"] + load["get_unseen"],
                     sum(load["other_statuses"].values()) + load["connection_errors"],
                     f"{load['generator']['cpu_percent']:.0f}%",
@@ -203,6 +208,14 @@ def render(result: Result) -> str:
         out.append(_skipped(resources) or "")
     out.append("")
 
+    disturbed = _disturbed(sections)
+    if disturbed:
+        out.append(
+            "Disturbed: other processes on the machine used more than a quarter of a core during: "
+            + ", ".join(disturbed)
+        )
+        out.append("")
+
     correctness = sections.get("correctness", {})
     out.append(
         _skipped(correctness)
@@ -224,3 +237,19 @@ def render(result: Result) -> str:
         )
     )
     return "\n".join(out)
+
+
+def _disturbed(sections: Result) -> list[str]:
+    names: list[str] = []
+    labels = {"levels": "clients", "loads": "offered_per_s", "groups": "subscribers", "cases": "endpoint"}
+    for name, section in sections.items():
+        if not isinstance(section, dict):
+            continue
+        if section.get("disturbed"):
+            names.append(name)
+        for key, label in labels.items():
+            for entry in section.get(key, []):
+                if entry.get("disturbed"):
+                    extra = f" {entry.get('cache')}" if key == "cases" else ""
+                    names.append(f"{name}{extra} {entry.get(label)}")
+    return names

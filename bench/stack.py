@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -22,6 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bench.procs import ManagedProcess, Watched, listening_pid, register, wait_until
 
@@ -32,21 +34,25 @@ BROKER_SCRIPT = REPO / "kafka" / "broker.sh"
 USERS = {"manager": "bench-manager", "clerk": "bench-clerk", "viewer": "bench-viewer"}
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port(pair: bool = False) -> int:
-    """A free loopback port; with ``pair`` one whose successor is free too (Kafka's controller)."""
-    for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if not pair or port >= 65535:
+    """A free loopback port below the kernel's ephemeral range (32768 and up on Linux), so that no
+    outgoing connection can take it before the server binds it; with ``pair`` its successor is
+    free too (Kafka's controller listens there)."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(20_000, 32_000)
+        if _bindable(port) and (not pair or _bindable(port + 1)):
             return port
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port pair found")
+    raise RuntimeError("no free port found")
 
 
 def http_json(url: str, timeout: float = 2.0) -> tuple[int, dict[str, Any]]:
@@ -197,6 +203,7 @@ class Stack:
     kafka_bootstrap: str | None = None
     topic_prefix: str = ""
     started: bool = False  # the harness owns the processes (may stop and restart them)
+    listener_url: str | None = None
     watched: list[Watched] = field(default_factory=list)
 
     def user(self, role: str) -> tuple[str, str]:
@@ -223,6 +230,9 @@ class Stack:
 
     def wait_listener(self) -> None:
         raise NotImplementedError("the listener can only be started on a stack the harness started")
+
+    def listener_log(self) -> str:
+        return "the listener's log"
 
     def stop_redis(self) -> None:
         raise NotImplementedError("redis-server can only be stopped on a stack the harness started")
@@ -257,8 +267,8 @@ class StartedStack(Stack):
     def create_users(self) -> None:
         for role, name in USERS.items():
             result = subprocess.run(
-                [sys.executable, "-m", "app.cli", "users", "add", name, "--role", role, "--password",
-                 self.passwords[name]],
+                [sys.executable, "-m", "app.cli", "users", "add", name, "--role", role,
+                 f"--password={self.passwords[name]}"],
                 env=self.env, cwd=REPO, capture_output=True, text=True, timeout=60,
             )  # fmt: skip
             if result.returncode != 0:
@@ -281,7 +291,7 @@ class EmbeddedStack(StartedStack):
         self.all = Service("all", free_port(), self.env, self.logs)
         self.services = {"all": self.all}
         self.watched = [self.all]
-        self.command_url = self.query_url = self.all.url
+        self.command_url = self.query_url = self.listener_url = self.all.url
 
     def start(self) -> None:
         self.create_users()
@@ -298,6 +308,9 @@ class EmbeddedStack(StartedStack):
     def wait_listener(self) -> None:
         self.all.wait_healthy()
         self.all.wait_consuming()
+
+    def listener_log(self) -> str:
+        return str(self.all.log_path)
 
 
 class KafkaStack(StartedStack):
@@ -322,6 +335,7 @@ class KafkaStack(StartedStack):
         }
         self.command_url = self.services["command"].url
         self.query_url = self.services["query"].url
+        self.listener_url = self.services["listener"].url
         self.watched = [*self.services.values(), self.broker, self.redis]
 
     def start(self) -> None:
@@ -347,6 +361,9 @@ class KafkaStack(StartedStack):
     def wait_listener(self) -> None:
         self.services["listener"].wait_healthy()
         self.services["listener"].wait_consuming()
+
+    def listener_log(self) -> str:
+        return str(self.services["listener"].log_path)
 
     def stop_redis(self) -> None:
         assert self.redis is not None
@@ -389,10 +406,10 @@ def target_stack(
         redis_url=redis_url,
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=topic_prefix,
+        listener_url=urls.get("listener") or urls.get("all"),
     )
     for role, url in urls.items():
-        port = int(url.rsplit(":", 1)[1].split("/")[0]) if url.count(":") == 2 else 80
-        pid = listening_pid(port)
+        pid = listening_pid(urlsplit(url).port or 80)
         if pid is not None:
             stack.watched.append(Watched(role, pid))
     return stack
