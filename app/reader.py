@@ -137,15 +137,24 @@ class InventoryReader:
         condition = " AND ".join(where)
         total_rows = await self.rows(f"SELECT COUNT(*) FROM items i WHERE {condition}", params)
         total = int(total_rows[0][0])
-        totals_params = [location] if location else []
-        rows = await self.rows(
-            "WITH totals AS (SELECT item_id, SUM(quantity) AS q, SUM(reserved) AS r "
-            f"FROM stock_levels {level_filter} GROUP BY item_id) "
-            "SELECT i.id, COALESCE(t.q, 0) AS quantity, COALESCE(t.q, 0) - COALESCE(t.r, 0) AS available "
-            f"FROM items i LEFT JOIN totals t ON t.item_id = i.id WHERE {condition} "
-            f"ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
-            [*totals_params, *params, page_size, (page - 1) * page_size],
-        )
+        page_params = [page_size, (page - 1) * page_size]
+        if sort.lstrip("-") in ("quantity", "available"):
+            # Sorting by stock needs every item's totals.
+            totals_params = [location] if location else []
+            rows = await self.rows(
+                "WITH totals AS (SELECT item_id, SUM(quantity) AS q, SUM(reserved) AS r "
+                f"FROM stock_levels {level_filter} GROUP BY item_id) "
+                "SELECT i.id, COALESCE(t.q, 0) AS quantity, COALESCE(t.q, 0) - COALESCE(t.r, 0) AS available "
+                f"FROM items i LEFT JOIN totals t ON t.item_id = i.id WHERE {condition} "
+                f"ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
+                [*totals_params, *params, *page_params],
+            )
+        else:
+            # Otherwise the page comes from the items table alone; only its rows get totals.
+            rows = await self.rows(
+                f"SELECT i.id FROM items i WHERE {condition} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
+                [*params, *page_params],
+            )
         ids = [row[0] for row in rows]
         items = await self._items(ids)
         views = [item_view(items[i]) for i in ids if i in items]
@@ -182,9 +191,12 @@ class InventoryReader:
         )  # fmt: skip
         return dict(zip(keys, rows[0], strict=True))
 
-    async def changes_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
-        rows = await self.rows("SELECT seq, payload FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
-        return [(s, p) for s, p in rows]
+    async def changes_after(self, seq: int, limit: int) -> list[tuple[int, str, str]]:
+        """(seq, kind, payload) of the changes after seq, oldest first."""
+        rows = await self.rows(
+            "SELECT seq, kind, payload FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        )
+        return [(s, k, p) for s, k, p in rows]
 
     async def last_published_seq(self) -> int:
         """The newest change the listener has announced on the feed."""

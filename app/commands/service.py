@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from app.clock import utc_now
 from app.commands.outcomes import Outcome, OutcomeWaiter
@@ -39,7 +40,7 @@ REQUEST_ID_REPLAY_SECONDS = 5 * 60
 MAX_WAIT_SECONDS = 30.0
 LIVE_CACHE_SECONDS = 5.0
 LIVE_CACHE_SIZE = 100_000
-_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True)
@@ -273,11 +274,18 @@ class CommandService:
             "status": "pending",
             "status_url": location,
         }
-        return Reply(202, headers, _json.encode(body).encode())
+        return Reply(202, headers, _encode(body))
+
+
+class _EventId(msgspec.Struct):
+    event_id: str
+
+
+_read_event_id = msgspec.json.Decoder(_EventId).decode
 
 
 def _event_id(accepted: AcceptedCommand) -> str:
-    return str(json.loads(accepted.event)["event_id"])
+    return _read_event_id(accepted.event).event_id
 
 
 def _seconds(value: float) -> str:
@@ -290,10 +298,10 @@ def _outcome_reply(outcome: Outcome, headers: dict[str, str]) -> Reply:
         item: Any = outcome.get("item")
         if outcome["event_type"] == EventType.ITEM_CREATED.value and item is not None:
             headers = {**headers, "Location": f"/api/v1/inventory/items/{item['id']}"}
-            return Reply(201, headers, _json.encode(item).encode())
+            return Reply(201, headers, _encode(item))
         if item is None:  # a delete: nothing left to show but the outcome
             item = {k: outcome.get(k) for k in ("command_id", "status", "item_id", "version", "processed_at")}
-        return Reply(200, headers, _json.encode(item).encode())
+        return Reply(200, headers, _encode(item))
     reason = outcome.get("reason") or "invalid"
     status = 404 if reason == "unknown_item" else 409
     body = error_body(
@@ -301,4 +309,4 @@ def _outcome_reply(outcome: Outcome, headers: dict[str, str]) -> Reply:
         outcome.get("message") or reason,
         {"command_id": command_id, "reason": reason, "status_url": status_url(command_id)},
     )
-    return Reply(status, headers, _json.encode(body).encode())
+    return Reply(status, headers, _encode(body))

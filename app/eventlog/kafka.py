@@ -75,8 +75,9 @@ class KafkaEventLog:
                 client_id=self.client_id,
                 acks="all",
                 enable_idempotence=True,
-                # A millisecond of lingering lets concurrent commands share a request.
-                linger_ms=1,
+                # No lingering: concurrent sends still share a request while one is in flight, and
+                # a lone command is not held back (1 ms of linger cost ~2 ms per publish here).
+                linger_ms=0,
                 request_timeout_ms=max(1000, int(self.publish_timeout * 1000)),
                 max_batch_size=256 * 1024,
             )

@@ -9,11 +9,11 @@ Changes missed while the feed was away are read back from the outbox table by se
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
 
+import msgspec
 from litestar.channels import ChannelsPlugin
 
 from app.cache.base import CacheUnavailable, ItemCache, entries_from_changes
@@ -26,8 +26,19 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "changes"
 PING_SECONDS = 15.0
-PING = b'{"kind":"ping"}'
+PING = b"0 ping\n"
 GAP_PAGE = 1000
+decode_change = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def with_seq(seq: int, payload: str) -> bytes:
+    """A stored change record as published: the payload with its sequence number first."""
+    return b'{"seq":%d,%s' % (seq, payload.encode()[1:])
+
+
+def frame(seq: int, kind: str, raw: bytes) -> bytes:
+    """What travels on the in-process channel: "<seq> <kind>" on the first line, then the JSON."""
+    return b"%d %s\n%s" % (seq, kind.encode(), raw)
 
 
 class ChangeFeed:
@@ -62,7 +73,7 @@ class ChangeFeed:
                     records = await consumer.fetch(GAP_PAGE, timeout=1.0)
                     for record in records:
                         if record.value is not None:
-                            await self._receive(json.loads(record.value))
+                            await self._receive(record.value)
                     self._keep_alive()
             except LogUnavailable as exc:
                 if self.connected:
@@ -80,13 +91,14 @@ class ChangeFeed:
         except ReadModelUnavailable:
             return self.last_seq
 
-    async def _receive(self, change: dict[str, Any]) -> None:
+    async def _receive(self, raw: bytes) -> None:
+        change = decode_change(raw)
         seq = int(change["seq"])
         if seq <= self.last_seq:
             return
         if seq > self.last_seq + 1:
             await self._catch_up(seq - 1)
-        await self._deliver([change])
+        await self._deliver([(change, raw)])
 
     async def _catch_up(self, up_to: int) -> None:
         while self.last_seq < up_to:
@@ -94,20 +106,25 @@ class ChangeFeed:
                 rows = await self._reader.changes_after(self.last_seq, GAP_PAGE)
             except ReadModelUnavailable:
                 return
-            rows = [(s, p) for s, p in rows if s <= up_to]
+            rows = [row for row in rows if row[0] <= up_to]
             if not rows:
                 return
-            await self._deliver([{"seq": s, **json.loads(p)} for s, p in rows])
+            delivered = []
+            for seq, _, payload in rows:
+                raw = with_seq(seq, payload)
+                delivered.append((decode_change(raw), raw))
+            await self._deliver(delivered)
 
-    async def _deliver(self, changes: list[dict[str, Any]]) -> None:
-        for change in changes:
+    async def _deliver(self, changes: list[tuple[dict[str, Any], bytes]]) -> None:
+        for change, raw in changes:
             if change["kind"] == "item":
                 self._floor.raise_to(change["item_id"], change["version"])
             self.last_seq = max(self.last_seq, int(change["seq"]))
             if self.channels is not None:
-                self.channels.publish(json.dumps(change, separators=(",", ":")).encode(), CHANNEL)
+                # Framed once here; every subscriber sends these bytes as they are.
+                self.channels.publish(frame(change["seq"], change["kind"], raw), CHANNEL)
         if self._cache is not None:
-            items, outcomes = entries_from_changes(changes)
+            items, outcomes = entries_from_changes([change for change, _ in changes])
             try:
                 await self._cache.put_items(items)
                 await self._cache.put_outcomes(outcomes)

@@ -23,7 +23,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from app.auth.roles import Role
 from app.http.auth import requires
 from app.metrics import SSE_CLIENTS, SSE_REFILLS
-from app.queries.feed import CHANNEL, ChangeFeed
+from app.queries.feed import CHANNEL, ChangeFeed, decode_change, with_seq
 from app.reader import InventoryReader
 
 RETRY_MS = 1000
@@ -32,20 +32,34 @@ MAX_REPLAY = 10_000
 REPLAY_PAGE = 1000
 
 
-def change_event(change: dict[str, Any]) -> ServerSentEventMessage:
-    return ServerSentEventMessage(
-        data=json.dumps(change, separators=(",", ":")), event=change["kind"], id=str(change["seq"])
-    )
+class Encoded(ServerSentEventMessage):
+    """A message whose bytes were made once (by the feed) and are sent as they are."""
+
+    def __init__(self, payload: bytes) -> None:
+        super().__init__()
+        self.payload = payload
+
+    def encode(self) -> bytes:
+        return self.payload
+
+
+def sse_bytes(seq: int, kind: str, raw: bytes) -> bytes:
+    # Compact JSON holds no line breaks, so it fits on one data line.
+    return b"id: %d\r\nevent: %s\r\ndata: %s\r\n\r\n" % (seq, kind.encode(), raw)
 
 
 @dataclass(frozen=True)
 class StreamItem:
     """What a subscriber receives: a change, a reset (reload), a keep-alive, or the greeting sent
-    once the subscription is in place."""
+    once the subscription is in place. A change comes as its JSON bytes; change() decodes them."""
 
     kind: Literal["hello", "change", "reset", "ping"]
-    change: dict[str, Any] | None = None
     seq: int = 0
+    raw: bytes = b""
+    change_kind: str = ""
+
+    def change(self) -> dict[str, Any]:
+        return decode_change(self.raw)
 
 
 class ChangeStream:
@@ -73,12 +87,13 @@ class ChangeStream:
                     async for item in self._replay(last, max(newest, self._feed.last_seq), oldest):
                         yield item
                         last = item.seq
-                async for raw in subscriber.iter_events():
-                    change = json.loads(raw)
-                    if change["kind"] == "ping":
+                async for framed in subscriber.iter_events():
+                    head, _, raw = framed.partition(b"\n")
+                    seq_text, _, kind = head.partition(b" ")
+                    if kind == b"ping":
                         yield StreamItem("ping")
                         continue
-                    seq = int(change["seq"])
+                    seq = int(seq_text)
                     if seq <= last:
                         continue
                     if seq > last + 1:  # we fell behind and lost queued events: take them from the outbox
@@ -86,7 +101,7 @@ class ChangeStream:
                         async for item in self._replay(last, seq - 1, 0):
                             yield item
                             last = item.seq
-                    yield StreamItem("change", change, seq)
+                    yield StreamItem("change", seq, raw, kind.decode())
                     last = seq
             finally:
                 self._feed.subscribers -= 1
@@ -101,8 +116,8 @@ class ChangeStream:
                 yield ServerSentEventMessage(comment="ping")
             elif item.kind == "reset":
                 yield _reset(item.seq)
-            elif item.change is not None:
-                yield change_event(item.change)
+            else:
+                yield Encoded(sse_bytes(item.seq, item.change_kind, item.raw))
 
     async def _replay(self, after: int, up_to: int, oldest: int) -> AsyncGenerator[StreamItem, None]:
         if after > up_to or up_to - after > MAX_REPLAY or (oldest and after < oldest - 1):
@@ -114,9 +129,9 @@ class ChangeStream:
             if not rows:
                 yield StreamItem("reset", seq=up_to)
                 return
-            for seq, payload in rows:
+            for seq, kind, payload in rows:
                 after = seq
-                yield StreamItem("change", {"seq": seq, **json.loads(payload)}, seq)
+                yield StreamItem("change", seq, with_seq(seq, payload), kind)
 
 
 def _reset(seq: int) -> ServerSentEventMessage:

@@ -65,8 +65,8 @@ class LiveUpdates:
                 yield ServerSentEventMessage(data="resync", event="resync", retry=RETRY_MS)
             elif item.kind == "ping":
                 yield ServerSentEventMessage(comment="ping")
-            elif item.change is not None:
-                html = await self.render(item.change, view, context)
+            elif item.kind == "change":
+                html = await self.render(item.change(), view, context)
                 if html:
                     yield ServerSentEventMessage(data=html, event="update", id=str(item.seq))
 

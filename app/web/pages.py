@@ -223,7 +223,7 @@ class PageController(Controller):
     ) -> Template:
         _, newest = await reader.seq_range()
         rows = await reader.changes_after(max(0, newest - 100), 100)
-        changes = [{"seq": seq, **json.loads(payload)} for seq, payload in reversed(rows)]
+        changes = [{"seq": seq, **json.loads(payload)} for seq, _, payload in reversed(rows)]
         user = request.user
         dead_letters = await reader.dead_letters(limit=50) if user.can(Role.ADMIN) else []
         return Template(

@@ -92,7 +92,8 @@ def test_a_stalled_subscriber_neither_slows_the_others_nor_misses_anything(tmp_p
     assert float(refills.split()[1]) >= 1  # it did fall behind and lose queued changes
     assert -1 not in seqs  # it was behind by far less than the replay limit: no reset needed
     first = seqs[0]
-    assert seqs == list(range(first, last_seq + 1)), "the stalled client's events have gaps or repeats"
+    seen = [seq for seq in seqs if seq <= last_seq]  # it may have read a little further than the lively one
+    assert seen == list(range(first, last_seq + 1)), "the stalled client's events have gaps or repeats"
 
 
 def publish_in_batches(eventlog: Path, events: list) -> None:  # type: ignore[type-arg]
