@@ -31,6 +31,11 @@ from app.settings import Settings
 from app.web.context import site_context
 from app.web.labels import command_label
 
+STOCK_ACTIONS = {
+    "adjust": EventType.STOCK_ADJUSTED,
+    "reserve": EventType.STOCK_RESERVED,
+    "release": EventType.STOCK_RELEASED,
+}
 FORM_FIELDS = {
     "create": ("sku", "name", "description", "quantity", "location", "low_stock_threshold"),
     "edit": ("name", "description", "low_stock_threshold"),
@@ -205,35 +210,16 @@ class FormCommandController(Controller):
             precheck=lambda: service.ensure_item_exists(item_id, EventType.ITEM_DELETED),
         )  # fmt: skip
 
-    @post("/items/{item_id:str}/adjust", guards=[requires(Role.CLERK)])
-    async def adjust_stock(
+    @post([f"/items/{{item_id:str}}/{action}" for action in STOCK_ACTIONS], guards=[requires(Role.CLERK)])
+    async def move_stock(
         self,
         request: Request[Principal, Any, Any],
         item_id: FromPath[str],
         service: NamedDependency[CommandService],
         settings: NamedDependency[Settings],
     ) -> Response[Any]:
-        return await self._move(EventType.STOCK_ADJUSTED, request, item_id, service, settings)
-
-    @post("/items/{item_id:str}/reserve", guards=[requires(Role.CLERK)])
-    async def reserve_stock(
-        self,
-        request: Request[Principal, Any, Any],
-        item_id: FromPath[str],
-        service: NamedDependency[CommandService],
-        settings: NamedDependency[Settings],
-    ) -> Response[Any]:
-        return await self._move(EventType.STOCK_RESERVED, request, item_id, service, settings)
-
-    @post("/items/{item_id:str}/release", guards=[requires(Role.CLERK)])
-    async def release_stock(
-        self,
-        request: Request[Principal, Any, Any],
-        item_id: FromPath[str],
-        service: NamedDependency[CommandService],
-        settings: NamedDependency[Settings],
-    ) -> Response[Any]:
-        return await self._move(EventType.STOCK_RELEASED, request, item_id, service, settings)
+        action = request.url.path.rsplit("/", 1)[-1]
+        return await self._move(STOCK_ACTIONS[action], request, item_id, service, settings)
 
     async def _move(
         self,
