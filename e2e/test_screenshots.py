@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import struct
@@ -37,8 +38,11 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def _publish(shot: Path, name: str) -> None:
-    DOCS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shot, DOCS / name)
+    """Refresh the README's screenshots only when asked (INVENTORY_UPDATE_SCREENSHOTS=1), so a
+    test run leaves the checkout as it was."""
+    if os.environ.get("INVENTORY_UPDATE_SCREENSHOTS") == "1":
+        DOCS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, DOCS / name)
 
 
 def test_screenshots_of_the_dashboard_and_the_wall_with_some_low_stock(
