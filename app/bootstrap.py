@@ -28,7 +28,7 @@ from app.eventlog.kafka import KafkaEventLog
 from app.eventlog.topics import TOPICS
 from app.http.system import LoginRateLimiter
 from app.listener.relay import OutboxRelay
-from app.listener.service import Listener, RetryPolicy
+from app.listener.service import Listener, Retention, RetryPolicy
 from app.listener.store import InventoryStore
 from app.queries.feed import ChangeFeed
 from app.queries.service import FreshnessFloor, QueryService
@@ -262,6 +262,10 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
                 max_attempts=settings.listener_max_attempts,
                 base_seconds=settings.retry_base_seconds,
                 max_seconds=settings.retry_max_seconds,
+            ),
+            retention=Retention(
+                changes_seconds=settings.changes_retention_seconds,
+                processed_seconds=settings.dedup_retention_seconds,
             ),
         )
     if "command" in has:

@@ -18,6 +18,7 @@ DUPLICATES_SKIPPED = Counter("inventory_events_duplicate_total", "Redelivered or
 DEAD_LETTERS = Counter("inventory_dead_letters_total", "Messages sent to the dead-letter topic", ["kind"])
 CONFLICTS = Counter("inventory_write_conflicts_total", "Optimistic-lock conflicts retried by the listener")
 RETRIES = Counter("inventory_listener_retries_total", "Batches retried after a failure", ["kind"])
+PRUNED_ROWS = Counter("inventory_pruned_rows_total", "Rows removed by the retention rules", ["table"])
 CONSUMER_LAG = Gauge("inventory_consumer_lag", "Messages behind the end of the command topics")
 OUTBOX_BACKLOG = Gauge("inventory_outbox_backlog", "Change records committed but not yet published")
 APPLY_SECONDS = Histogram(

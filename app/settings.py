@@ -53,6 +53,10 @@ class Settings:
     # Changes queued per live-stream subscriber before the oldest are dropped (and refilled from
     # the outbox when the subscriber reads again).
     sse_backlog: int = 2000
+    # How long the outbox keeps changes for SSE clients resuming with Last-Event-ID.
+    changes_retention_seconds: int = 24 * 3600
+    # How long applied event ids are kept to drop duplicates; client retries must come within it.
+    dedup_retention_seconds: int = 7 * 24 * 3600
     # Where browsers send commands in the split deployment (empty = same origin).
     command_base_url: str = ""
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
@@ -200,6 +204,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "INVENTORY_LOGIN_ATTEMPTS_PER_MINUTE", _positive_int, 10, "a positive integer"
         ),
         sse_backlog=_parsed(env, "INVENTORY_SSE_BACKLOG", _positive_int, 2000, "a positive integer"),
+        changes_retention_seconds=_parsed(
+            env, "INVENTORY_CHANGES_RETENTION", _positive_int, 24 * 3600, "a positive number of seconds"
+        ),
+        dedup_retention_seconds=_parsed(
+            env, "INVENTORY_DEDUP_RETENTION", _positive_int, 7 * 24 * 3600, "a positive number of seconds"
+        ),
         command_base_url=(_text(env, "INVENTORY_COMMAND_BASE_URL") or "").rstrip("/"),
         cors_origins=cors,
     )

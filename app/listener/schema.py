@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import aiosqlite
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -79,8 +81,11 @@ CREATE TABLE IF NOT EXISTS changes (
     created_at TEXT NOT NULL
 );
 
+-- Event ids already applied, to drop a second copy that arrives at another offset (a retried
+-- publish). Kept for the dedup retention window (applied_at in epoch seconds), then pruned.
 CREATE TABLE IF NOT EXISTS processed_events (
-    event_id TEXT PRIMARY KEY
+    event_id TEXT PRIMARY KEY,
+    applied_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS consumer_positions (
@@ -138,5 +143,24 @@ async def open_writer(path: str) -> aiosqlite.Connection:
     await conn.execute("PRAGMA wal_autocheckpoint=10000")
     await conn.execute("PRAGMA temp_store=MEMORY")
     await conn.executescript(SCHEMA)
-    await conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    await _migrate(conn)
+    await conn.execute("CREATE INDEX IF NOT EXISTS processed_events_applied ON processed_events (applied_at)")
+    await conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (str(SCHEMA_VERSION),),
+    )
     return conn
+
+
+async def _migrate(conn: aiosqlite.Connection) -> None:
+    """Bring a database written by an older version up to SCHEMA_VERSION, in place."""
+    async with conn.execute("PRAGMA table_info(processed_events)") as cursor:
+        columns = {row[1] for row in await cursor.fetchall()}
+    if "applied_at" not in columns:
+        # Version 1 kept processed ids forever. Their age is unknown, so they count from now:
+        # nothing is pruned before a full retention window has passed.
+        await conn.execute("BEGIN IMMEDIATE")
+        await conn.execute("ALTER TABLE processed_events ADD COLUMN applied_at INTEGER NOT NULL DEFAULT 0")
+        await conn.execute("UPDATE processed_events SET applied_at = ?", (int(time.time()),))
+        await conn.execute("COMMIT")

@@ -15,9 +15,10 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
-from app.clock import utc_now
+from app.clock import to_rfc3339, utc_now
 from app.domain.events import COMMAND_TOPICS, DLQ_TOPIC, REPLAY_HEADER, Event, PoisonMessage, decode_event
 from app.eventlog.base import EventConsumer, EventLog, LogUnavailable, Message, Record, TopicPartition
 from app.eventlog.topics import LISTENER_GROUP
@@ -31,6 +32,7 @@ from app.metrics import (
     DUPLICATES_SKIPPED,
     EVENTS_APPLIED,
     OUTCOMES,
+    PRUNED_ROWS,
     RETRIES,
 )
 
@@ -56,6 +58,18 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """Exponential backoff with full jitter."""
         return random.uniform(0, min(self.max_seconds, self.base_seconds * 2 ** min(attempt, 20)))
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long the listener keeps rows that only recent readers need (docs/decisions.md)."""
+
+    # Changes in the outbox, for SSE clients resuming with Last-Event-ID; older ones get `reset`.
+    changes_seconds: float = 24 * 3600
+    # Applied event ids, to drop a second copy of an event; a retry must come within this window.
+    processed_seconds: float = 7 * 24 * 3600
+    every_seconds: float = 30.0
+    rows_per_round: int = 10_000
 
 
 @dataclass
@@ -94,6 +108,7 @@ class Listener:
         batch_size: int = 2000,
         orphan_wait: float = 10.0,
         retry: RetryPolicy | None = None,
+        retention: Retention | None = None,
     ) -> None:
         self._log = event_log
         self._store = store
@@ -101,6 +116,8 @@ class Listener:
         self._batch_size = batch_size
         self._orphan_wait = orphan_wait
         self._retry = retry or RetryPolicy()
+        self._retention = retention or Retention()
+        self._next_prune = 0.0
         self.status = ListenerStatus()
         self._next_orphan_check = 0.0
         self._next_lag_check = 0.0
@@ -156,6 +173,7 @@ class Listener:
                 done = {}
                 next_commit = time.monotonic() + COMMIT_SECONDS
             await self._expire_orphans()
+            await self._prune()
             await self._report_lag(consumer)
 
     async def _report_lag(self, consumer: EventConsumer) -> None:
@@ -304,6 +322,29 @@ class Listener:
             except Conflict:
                 return  # the create arrived meanwhile; the next round sees it
             self._relay.notify()
+
+    # --- retention ---------------------------------------------------------------------------
+
+    async def _prune(self) -> None:
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + self._retention.every_seconds
+        wall = time.time()
+        limit = self._retention.rows_per_round
+        try:
+            pruned = await self._store.prune(
+                changes_before=to_rfc3339(datetime.fromtimestamp(wall - self._retention.changes_seconds, UTC)),
+                processed_before=int(wall - self._retention.processed_seconds),
+                limit=limit,
+            )
+        except sqlite3.OperationalError as exc:
+            log.warning("pruning postponed: %r", exc)
+            return
+        PRUNED_ROWS.labels("changes").inc(pruned.changes)
+        PRUNED_ROWS.labels("processed_events").inc(pruned.processed_events)
+        if pruned.changes >= limit or pruned.processed_events >= limit:
+            self._next_prune = now  # more to do: another round after the next batch
 
 
 def _next_positions(records: Sequence[Record]) -> dict[TopicPartition, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,12 @@ class DeadLetter:
     headers: Headers
     error: str
     attempts: int
+
+
+@dataclass(frozen=True)
+class Pruned:
+    changes: int
+    processed_events: int
 
 
 def _ids(values: Iterable[str]) -> str:
@@ -155,6 +162,36 @@ class InventoryStore:
 
     # --- writes --------------------------------------------------------------------------
 
+    async def prune(self, *, changes_before: str, processed_before: int, limit: int) -> Pruned:
+        """Forget published changes created before ``changes_before`` (RFC 3339) and processed
+        event ids applied before ``processed_before`` (epoch seconds), at most ``limit`` of each.
+
+        Small rounds keep the write lock short: the listener prunes between batches.
+        """
+        conn = self.conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            # seq and created_at grow together, so the first recent row bounds the range and the
+            # scan never walks the recent part of the table.
+            changes = await conn.execute(
+                "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes "
+                f"WHERE seq <= ({PUBLISHED_SEQ}) AND seq < COALESCE("
+                "(SELECT seq FROM changes WHERE created_at >= ? ORDER BY seq LIMIT 1), 9223372036854775807) "
+                "ORDER BY seq LIMIT ?)",
+                (changes_before, limit),
+            )
+            processed = await conn.execute(
+                "DELETE FROM processed_events WHERE event_id IN "
+                "(SELECT event_id FROM processed_events WHERE applied_at < ? LIMIT ?)",
+                (processed_before, limit),
+            )
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+        return Pruned(changes=changes.rowcount, processed_events=processed.rowcount)
+
     async def mark_sent(self, up_to_seq: int) -> None:
         await self.conn.execute(
             "INSERT INTO meta (key, value) VALUES ('published_seq', ?) "
@@ -204,8 +241,10 @@ class InventoryStore:
                     for o in plan.outcomes
                 ],
             )  # fmt: skip
+            applied_at = int(time.time())
             await conn.executemany(
-                "INSERT INTO processed_events (event_id) VALUES (?)", [(eid,) for eid in plan.processed]
+                "INSERT INTO processed_events (event_id, applied_at) VALUES (?, ?)",
+                [(eid, applied_at) for eid in plan.processed],
             )
             await conn.executemany(
                 "INSERT INTO parked_events (item_id, event_id, value, parked_at, deadline) VALUES (?, ?, ?, ?, ?)",

@@ -126,7 +126,8 @@ class ChangeStream:
             return
         while after < up_to:
             rows = await self._reader.changes_after(after, min(REPLAY_PAGE, up_to - after))
-            if not rows:
+            if not rows or rows[0][0] != after + 1:
+                # Gone from the outbox (pruned by retention): a gap would be a silent loss.
                 yield StreamItem("reset", seq=up_to)
                 return
             for seq, kind, payload in rows:

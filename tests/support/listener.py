@@ -13,7 +13,7 @@ from app.cache.base import ItemCache
 from app.cache.memory import MemoryCache
 from app.eventlog.base import EventLog
 from app.listener.relay import OutboxRelay
-from app.listener.service import Listener, RetryPolicy
+from app.listener.service import Listener, Retention, RetryPolicy
 from app.listener.store import InventoryStore
 
 
@@ -33,6 +33,7 @@ async def running_listener(
     cache: ItemCache | None = None,
     orphan_wait: float = 2.0,
     relay_running: bool = True,
+    retention: Retention | None = None,
 ) -> AsyncIterator[RunningListener]:
     db = data_dir / "inventory.db"
     store = InventoryStore(db)
@@ -40,7 +41,7 @@ async def running_listener(
     relay = OutboxRelay(store, event_log, cache or MemoryCache(ttl_seconds=300))
     listener = Listener(
         event_log, store, relay, batch_size=500, orphan_wait=orphan_wait,
-        retry=RetryPolicy(max_attempts=3, base_seconds=0.01, max_seconds=0.1),
+        retry=RetryPolicy(max_attempts=3, base_seconds=0.01, max_seconds=0.1), retention=retention,
     )  # fmt: skip
     tasks = [asyncio.create_task(listener.run())]
     if relay_running:

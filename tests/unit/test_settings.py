@@ -17,6 +17,7 @@ def test_defaults_run_embedded_with_a_generated_dev_secret(tmp_path: Path) -> No
     settings = load_settings(env(tmp_path))
     assert settings.embedded and settings.redis_url is None
     assert settings.cache_ttl_seconds == 300
+    assert (settings.changes_retention_seconds, settings.dedup_retention_seconds) == (86_400, 604_800)
     assert settings.default_location == "MAIN"
     assert len(settings.jwt_secret) >= 32
     # the same secret next time: every role on the machine shares it
@@ -37,6 +38,8 @@ def test_defaults_run_embedded_with_a_generated_dev_secret(tmp_path: Path) -> No
         ("INVENTORY_DEFAULT_LOCATION", "NOWHERE"),
         ("INVENTORY_JWT_SECRET", "short"),
         ("INVENTORY_ORPHAN_WAIT", "nan"),
+        ("INVENTORY_CHANGES_RETENTION", "0"),
+        ("INVENTORY_DEDUP_RETENTION", "a week"),
     ],
 )
 def test_a_bad_value_names_its_variable(tmp_path: Path, name: str, value: str) -> None:
