@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -15,25 +16,48 @@ SKU_KEY = "inv:sku:{}"
 OUTCOME_KEY = "inv:cmd:{}"
 OUTCOME_TTL_SECONDS = 24 * 3600
 
-# KEYS: item key, sku key (or ""), ARGV: version, json ("" = tombstone), ttl, item id
+# KEYS: the item keys; ARGV: ttl, then per item: version, json ("" = tombstone), item id, sku ("").
+# One call for a whole batch of items: per-command round trips and reply parsing were most of
+# the relay's time. Each item is still written only if it is newer than what the cache holds.
 GUARDED_PUT = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'v') or '-1')
-if current >= tonumber(ARGV[1]) then return 0 end
-local old = redis.call('HGET', KEYS[1], 'sku')
-if old and old ~= '' and old ~= ARGV[5] and redis.call('GET', 'inv:sku:' .. old) == ARGV[4] then
-  redis.call('DEL', 'inv:sku:' .. old)
+local ttl = ARGV[1]
+local written = 0
+for i = 1, #KEYS do
+  local at = 2 + (i - 1) * 4
+  local version, data, id, sku = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+  local current = tonumber(redis.call('HGET', KEYS[i], 'v') or '-1')
+  if current < tonumber(version) then
+    local old = redis.call('HGET', KEYS[i], 'sku')
+    if old and old ~= '' and old ~= sku and redis.call('GET', 'inv:sku:' .. old) == id then
+      redis.call('DEL', 'inv:sku:' .. old)
+    end
+    redis.call('HSET', KEYS[i], 'v', version, 'd', data, 'sku', sku)
+    redis.call('EXPIRE', KEYS[i], ttl)
+    if sku ~= '' then
+      redis.call('SET', 'inv:sku:' .. sku, id, 'EX', ttl)
+    end
+    written = written + 1
+  end
 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2], 'sku', ARGV[5])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-if ARGV[5] ~= '' then
-  redis.call('SET', 'inv:sku:' .. ARGV[5], ARGV[4], 'EX', ARGV[3])
-end
-return 1
+return written
 """
+
+# KEYS: outcome keys; ARGV: ttl, then one json per key.
+PUT_ALL = """
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[1])
+end
+return #KEYS
+"""
+
+# Keys per script call: a script blocks Redis while it runs, so keep each one short.
+CHUNK = 500
+
+_encode = msgspec.json.Encoder()
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return _encode.encode(value).decode()
 
 
 class RedisCache:
@@ -47,7 +71,8 @@ class RedisCache:
             retry_on_timeout=False,
             health_check_interval=10,
         )
-        self._put = self._redis.register_script(GUARDED_PUT)
+        self._put_items = self._redis.register_script(GUARDED_PUT)
+        self._put_all = self._redis.register_script(PUT_ALL)
 
     async def get_item(self, item_id: str) -> CachedItem | None:
         try:
@@ -66,23 +91,14 @@ class RedisCache:
         return value.decode() if isinstance(value, bytes) else value
 
     async def put_items(self, entries: list[ItemEntry]) -> None:
-        if not entries:
-            return
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for e in entries:
-                    await self._put(
-                        keys=[ITEM_KEY.format(e.item_id)],
-                        args=[
-                            e.version,
-                            _dumps(e.item) if e.item is not None else "",
-                            self._ttl,
-                            e.item_id,
-                            e.sku if e.item is not None and e.sku else "",
-                        ],
-                        client=pipe,
-                    )
-                await pipe.execute()
+            for first in range(0, len(entries), CHUNK):
+                chunk = entries[first : first + CHUNK]
+                args: list[str | int] = [self._ttl]
+                for e in chunk:
+                    live = e.item is not None
+                    args += [e.version, _dumps(e.item) if live else "", e.item_id, e.sku if live and e.sku else ""]
+                await self._put_items(keys=[ITEM_KEY.format(e.item_id) for e in chunk], args=args)
         except RedisError as exc:
             raise CacheUnavailable(repr(exc)) from None
 
@@ -94,13 +110,13 @@ class RedisCache:
         return json.loads(value) if value else None
 
     async def put_outcomes(self, outcomes: list[ItemJson]) -> None:
-        if not outcomes:
-            return
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for outcome in outcomes:
-                    pipe.set(OUTCOME_KEY.format(outcome["command_id"]), _dumps(outcome), ex=OUTCOME_TTL_SECONDS)
-                await pipe.execute()
+            for first in range(0, len(outcomes), CHUNK):
+                chunk = outcomes[first : first + CHUNK]
+                await self._put_all(
+                    keys=[OUTCOME_KEY.format(o["command_id"]) for o in chunk],
+                    args=[OUTCOME_TTL_SECONDS, *(_dumps(o) for o in chunk)],
+                )
         except RedisError as exc:
             raise CacheUnavailable(repr(exc)) from None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.domain.events import ITEMS_TOPIC, STOCK_TOPIC
+from app.domain.events import CHANGES_TOPIC, ITEMS_TOPIC, STOCK_TOPIC
 from app.eventlog.base import EventLog, Message, Record, TopicPartition
 
 
@@ -36,6 +36,21 @@ async def test_published_messages_arrive_in_key_order_with_headers(event_log: Ev
     for values in by_key.values():
         assert values == sorted(values)  # per-key order kept
     assert len({r.partition for r in records}) > 1  # keys spread over the 3 partitions
+
+
+async def test_a_single_partition_topic_keeps_publish_order_across_batches(event_log: EventLog) -> None:
+    # Enough to fill several record batches, with one message larger than a whole batch between.
+    values = [f"{n}:".encode() + b"x" * 2000 for n in range(400)]
+    values[150] = b"150:" + b"y" * 400_000
+    await event_log.publish([Message(CHANGES_TOPIC, b"k", v, (("n", str(n).encode()),)) for n, v in enumerate(values)])
+    consumer = event_log.consumer([CHANGES_TOPIC], group_id=None, start_at="earliest")
+    await consumer.start()
+    try:
+        records = await drain(consumer, len(values))
+    finally:
+        await consumer.stop()
+    assert [r.value for r in records] == values
+    assert [r.header("n") for r in records] == [str(n) for n in range(len(values))]
 
 
 async def test_a_group_consumer_starts_from_the_positions_we_stored(event_log: EventLog) -> None:
