@@ -222,8 +222,10 @@ def test_a_listener_killed_after_commit_publishes_on_restart_and_sse_gets_it(sta
         # The SSE client may have had it before the kill (published, not yet marked sent): the
         # restarted relay publishes it again and then records that everything went out.
         wait_for(
-            lambda: db_query(db, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'published_seq'")
-            == db_query(db, "SELECT MAX(seq) FROM changes")
+            lambda: (
+                db_query(db, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'published_seq'")
+                == db_query(db, "SELECT MAX(seq) FROM changes")
+            )
         )
     finally:
         collector.stop()
