@@ -127,15 +127,20 @@ def _bearer(token: str, json_body: bool = False) -> dict[str, str]:
 # --- running a workload in a child process ----------------------------------------------
 
 
-def _child(target: Callable[[Any], Result], params: Any, pipe: multiprocessing.connection.Connection) -> None:
+def _report(pipe: multiprocessing.connection.Connection, tag: str, work: Callable[[], Any]) -> None:
+    """Send (tag, what work returned), or ("error", why), to the parent; then hang up."""
     try:
-        pipe.send(("ok", target(params)))
+        pipe.send((tag, work()))
     except KeyboardInterrupt:
         pipe.send(("error", "interrupted"))
     except BaseException:
         pipe.send(("error", traceback.format_exc()))
     finally:
         pipe.close()
+
+
+def _child(target: Callable[[Any], Result], params: Any, pipe: multiprocessing.connection.Connection) -> None:
+    _report(pipe, "ok", lambda: target(params))
 
 
 def run_in_process(target: Callable[[Any], Result], params: Any, timeout: float) -> Result:
@@ -544,14 +549,7 @@ def subscribers(params: SubscriberLoad, pipe: multiprocessing.connection.Connect
     ``targets`` maps an item id to (version, time of the 202): each subscriber's latency for it
     is the arrival of the first ``item`` event at that version or later, minus the 202 time.
     """
-    try:
-        pipe.send(("done", run_async(_subscribers(params, pipe))))
-    except KeyboardInterrupt:
-        pipe.send(("error", "interrupted"))
-    except BaseException:
-        pipe.send(("error", traceback.format_exc()))
-    finally:
-        pipe.close()
+    _report(pipe, "done", lambda: run_async(_subscribers(params, pipe)))
 
 
 async def _subscribers(p: SubscriberLoad, pipe: multiprocessing.connection.Connection) -> Result:

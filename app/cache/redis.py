@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
-import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.cache.base import CachedItem, CacheUnavailable, ItemEntry, ItemJson
+from app.jsontext import json_text
 
 ITEM_KEY = "inv:item:{}"
 SKU_KEY = "inv:sku:{}"
@@ -53,12 +52,6 @@ return #KEYS
 # Keys per script call: a script blocks Redis while it runs, so keep each one short.
 CHUNK = 500
 
-_encode = msgspec.json.Encoder()
-
-
-def _dumps(value: Any) -> str:
-    return _encode.encode(value).decode()
-
 
 class RedisCache:
     def __init__(self, url: str, *, ttl_seconds: int) -> None:
@@ -97,7 +90,7 @@ class RedisCache:
                 args: list[str | int] = [self._ttl]
                 for e in chunk:
                     live = e.item is not None
-                    args += [e.version, _dumps(e.item) if live else "", e.item_id, e.sku if live and e.sku else ""]
+                    args += [e.version, json_text(e.item) if live else "", e.item_id, e.sku if live and e.sku else ""]
                 await self._put_items(keys=[ITEM_KEY.format(e.item_id) for e in chunk], args=args)
         except RedisError as exc:
             raise CacheUnavailable(repr(exc)) from None
@@ -115,7 +108,7 @@ class RedisCache:
                 chunk = outcomes[first : first + CHUNK]
                 await self._put_all(
                     keys=[OUTCOME_KEY.format(o["command_id"]) for o in chunk],
-                    args=[OUTCOME_TTL_SECONDS, *(_dumps(o) for o in chunk)],
+                    args=[OUTCOME_TTL_SECONDS, *(json_text(o) for o in chunk)],
                 )
         except RedisError as exc:
             raise CacheUnavailable(repr(exc)) from None

@@ -49,19 +49,22 @@ async def _send_batches(producer: AIOKafkaProducer, topic: str, messages: Sequen
     futures: list[Any] = []
     batch = producer.create_batch()
     for m in messages:
-        if batch.append(timestamp=None, key=m.key, value=m.value, headers=list(m.headers)) is not None:
+        if _append(batch, m):
             continue
         if batch.record_count():
             futures.append(await producer.send_batch(batch, topic, partition=0))
-            batch = producer.create_batch()
-            if batch.append(timestamp=None, key=m.key, value=m.value, headers=list(m.headers)) is not None:
-                continue
-        # Larger than a whole batch: the ordinary path sends it or names the size error.
-        futures.append(await producer.send(topic, m.value, key=m.key, headers=list(m.headers), partition=0))
         batch = producer.create_batch()
+        if not _append(batch, m):
+            # Larger than a whole batch: the ordinary path sends it or names the size error. The
+            # refused append closed this batch; the next message starts another.
+            futures.append(await producer.send(topic, m.value, key=m.key, headers=list(m.headers), partition=0))
     if batch.record_count():
         futures.append(await producer.send_batch(batch, topic, partition=0))
     return futures
+
+
+def _append(batch: Any, m: Message) -> bool:
+    return batch.append(timestamp=None, key=m.key, value=m.value, headers=list(m.headers)) is not None
 
 
 class KafkaEventLog:

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-import msgspec
 
 from app.clock import utc_now
 from app.domain.events import Event, PoisonMessage, decode_event
 from app.domain.model import Item
 from app.eventlog.base import Headers, TopicPartition
 from app.item_rows import ITEM_COLUMNS, ITEMS_BY_IDS, LEVELS_BY_IDS, assemble_items
+from app.jsontext import json_text
 from app.listener.planner import Loaded, ParkedEvent, Plan
 from app.listener.schema import open_writer
 
@@ -54,13 +54,6 @@ class Pruned:
 
 def _ids(values: Iterable[str]) -> str:
     return json.dumps(sorted(set(values)))
-
-
-_encode = msgspec.json.Encoder()
-
-
-def _dumps(payload: dict[str, Any]) -> str:
-    return _encode.encode(payload).decode()
 
 
 class InventoryStore:
@@ -254,7 +247,7 @@ class InventoryStore:
             changes = [*plan.item_changes(), *(o.change_payload(now) for o in plan.outcomes)]
             await conn.executemany(
                 "INSERT INTO changes (kind, item_id, payload, created_at) VALUES (?, ?, ?, ?)",
-                [(c["kind"], c["item_id"], _dumps(c), now) for c in changes],
+                [(c["kind"], c["item_id"], json_text(c), now) for c in changes],
             )
             await conn.executemany(
                 'INSERT OR IGNORE INTO dead_letters (topic, partition, "offset", key, value, headers, error, '

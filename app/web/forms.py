@@ -86,11 +86,13 @@ class FormCommandController(Controller):
         label: str,
         build: Callable[[], CommandRequest],
         precheck: Callable[[], Awaitable[None]] | None,
+        errors: list[FieldError] | None = None,
     ) -> Response[Any]:
+        """Check the command (``errors``: what the form's own parsing found), submit it, answer."""
         form_id = form.get("form_id", form_kind)[:80]
         context = {"form_id": form_id, "fields": FORM_FIELDS[form_kind], "label": label, **site_context(settings)}
         try:
-            command = build()
+            command = _with_parse_errors(errors or [], build)
             body = json.dumps(form, sort_keys=True).encode()
             reply = await service.submit(
                 Submission(
@@ -102,12 +104,12 @@ class FormCommandController(Controller):
                 )
             )
         except InvalidCommand as exc:
-            errors = {e.field: e.message for e in exc.errors}
+            by_field = {e.field: e.message for e in exc.errors}
             summary = "; ".join(f"{e.field}: {e.message}" for e in exc.errors)
             return Template(
                 "partials/form_answer.html",
                 status_code=400,
-                context={**context, "status": "invalid", "errors": errors, "message": summary},
+                context={**context, "status": "invalid", "errors": by_field, "message": summary},
             )
         except ApiError as exc:
             reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
@@ -138,25 +140,15 @@ class FormCommandController(Controller):
         threshold = _integer(form, "low_stock_threshold", errors)
         sku = form.get("sku", "").strip()
 
-        def build() -> CommandRequest:
-            return _with_parse_errors(
-                errors,
-                lambda: checks.create_item(
-                    item_id=str(uuid.uuid4()),
-                    sku=form.get("sku"),
-                    name=form.get("name"),
-                    description=form.get("description"),
-                    quantity=quantity or 0,
-                    location=form.get("location"),
-                    locations=settings.locations,
-                    default_location=settings.default_location,
-                    low_stock_threshold=threshold,
-                ),
-            )
-
         return await self._answer(
             request, service, settings, form=form, form_kind="create", label=command_label(EventType.ITEM_CREATED, sku),
-            build=build, precheck=lambda: service.ensure_sku_free(sku),
+            errors=errors, precheck=lambda: service.ensure_sku_free(sku),
+            build=lambda: checks.create_item(
+                item_id=str(uuid.uuid4()), sku=form.get("sku"), name=form.get("name"),
+                description=form.get("description"), quantity=quantity or 0, location=form.get("location"),
+                locations=settings.locations, default_location=settings.default_location,
+                low_stock_threshold=threshold,
+            ),
         )  # fmt: skip
 
     @post("/items/{item_id:str}/edit", guards=[requires(Role.MANAGER)])
@@ -172,23 +164,14 @@ class FormCommandController(Controller):
         threshold = _integer(form, "low_stock_threshold", errors)
         item_id = checks.check_item_id(item_id)
 
-        def build() -> CommandRequest:
-            return _with_parse_errors(
-                errors,
-                lambda: checks.update_item(
-                    item_id=item_id,
-                    name=form.get("name"),
-                    description=form.get("description"),
-                    expected_version=None,
-                    default_location=settings.default_location,
-                    low_stock_threshold=threshold,
-                ),
-            )
-
         return await self._answer(
             request, service, settings, form=form, form_kind="edit",
-            label=command_label(EventType.ITEM_UPDATED, form.get("label") or item_id[:8]), build=build,
+            label=command_label(EventType.ITEM_UPDATED, form.get("label") or item_id[:8]), errors=errors,
             precheck=lambda: service.ensure_item_exists(item_id, EventType.ITEM_UPDATED),
+            build=lambda: checks.update_item(
+                item_id=item_id, name=form.get("name"), description=form.get("description"), expected_version=None,
+                default_location=settings.default_location, low_stock_threshold=threshold,
+            ),
         )  # fmt: skip
 
     @post("/items/{item_id:str}/delete", guards=[requires(Role.MANAGER)])
@@ -218,17 +201,7 @@ class FormCommandController(Controller):
         service: NamedDependency[CommandService],
         settings: NamedDependency[Settings],
     ) -> Response[Any]:
-        action = request.url.path.rsplit("/", 1)[-1]
-        return await self._move(STOCK_ACTIONS[action], request, item_id, service, settings)
-
-    async def _move(
-        self,
-        event_type: EventType,
-        request: Request[Principal, Any, Any],
-        item_id: str,
-        service: CommandService,
-        settings: Settings,
-    ) -> Response[Any]:
+        event_type = STOCK_ACTIONS[request.url.path.rsplit("/", 1)[-1]]
         form = await _form(request)
         errors: list[FieldError] = []
         quantity = _integer(form, "quantity", errors, default=0) or 0
@@ -236,24 +209,18 @@ class FormCommandController(Controller):
 
         def build() -> CommandRequest:
             if event_type is EventType.STOCK_ADJUSTED:
-                return _with_parse_errors(
-                    errors,
-                    lambda: checks.adjust_stock(
-                        item_id=item_id, quantity=quantity, location=form.get("location"), reason=form.get("reason"),
-                        expected_version=None, locations=settings.locations, default_location=settings.default_location,
-                    ),
-                )  # fmt: skip
-            return _with_parse_errors(
-                errors,
-                lambda: checks.move_stock(
-                    event_type=event_type, item_id=item_id, quantity=quantity, location=form.get("location"),
+                return checks.adjust_stock(
+                    item_id=item_id, quantity=quantity, location=form.get("location"), reason=form.get("reason"),
                     expected_version=None, locations=settings.locations, default_location=settings.default_location,
-                ),
+                )  # fmt: skip
+            return checks.move_stock(
+                event_type=event_type, item_id=item_id, quantity=quantity, location=form.get("location"),
+                expected_version=None, locations=settings.locations, default_location=settings.default_location,
             )  # fmt: skip
 
         return await self._answer(
             request, service, settings, form=form, form_kind="stock",
-            label=command_label(event_type, form.get("label") or item_id[:8], quantity),
+            label=command_label(event_type, form.get("label") or item_id[:8], quantity), errors=errors,
             build=build, precheck=lambda: service.ensure_item_exists(item_id, event_type),
         )  # fmt: skip
 
