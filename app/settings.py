@@ -20,6 +20,9 @@ T = TypeVar("T")
 LOCATION_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,15}$")
 MIN_SECRET_LENGTH = 32
 PORTS = {"all": 8000, "command": 8080, "query": 8081, "listener": 8082}
+# How long the command service keeps an Idempotency-Key's answer. The listener must remember
+# applied event ids at least as long, or a retry inside it could republish a forgotten event.
+IDEMPOTENCY_KEY_SECONDS = 24 * 3600
 
 
 class ConfigError(ValueError):
@@ -104,6 +107,16 @@ def _positive_int(raw: str) -> int:
     if value <= 0:
         raise ValueError
     return value
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if value < minimum:
+            raise ValueError
+        return value
+
+    return parse
 
 
 def _positive_float(raw: str) -> float:
@@ -208,7 +221,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "INVENTORY_CHANGES_RETENTION", _positive_int, 24 * 3600, "a positive number of seconds"
         ),
         dedup_retention_seconds=_parsed(
-            env, "INVENTORY_DEDUP_RETENTION", _positive_int, 7 * 24 * 3600, "a positive number of seconds"
+            env,
+            "INVENTORY_DEDUP_RETENTION",
+            _at_least(IDEMPOTENCY_KEY_SECONDS),
+            7 * 24 * 3600,
+            f"a number of seconds of at least {IDEMPOTENCY_KEY_SECONDS} (how long an Idempotency-Key lives)",
         ),
         command_base_url=(_text(env, "INVENTORY_COMMAND_BASE_URL") or "").rstrip("/"),
         cors_origins=cors,

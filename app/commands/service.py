@@ -32,10 +32,10 @@ from app.http.errors import ApiError, error_body, unavailable
 from app.logs import command_id_var
 from app.metrics import COMMANDS_ACCEPTED, COMMANDS_REFUSED
 from app.reader import InventoryReader, ReadModelUnavailable
+from app.settings import IDEMPOTENCY_KEY_SECONDS
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENCY_KEY_SECONDS = 24 * 3600
 REQUEST_ID_REPLAY_SECONDS = 5 * 60
 MAX_WAIT_SECONDS = 30.0
 LIVE_CACHE_SECONDS = 5.0

@@ -40,6 +40,7 @@ def test_defaults_run_embedded_with_a_generated_dev_secret(tmp_path: Path) -> No
         ("INVENTORY_ORPHAN_WAIT", "nan"),
         ("INVENTORY_CHANGES_RETENTION", "0"),
         ("INVENTORY_DEDUP_RETENTION", "a week"),
+        ("INVENTORY_DEDUP_RETENTION", "3600"),  # shorter than an Idempotency-Key lives
     ],
 )
 def test_a_bad_value_names_its_variable(tmp_path: Path, name: str, value: str) -> None:
