@@ -139,14 +139,25 @@ def _jwt_secret(env: Mapping[str, str], app_env: Env, data_dir: Path) -> str:
     # In dev every role on this machine shares the data directory, so a secret generated once
     # and kept there is valid on every role without anyone choosing a weak default.
     path = data_dir / ".jwt-secret"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    generated = "dev-" + secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(generated)
-    return generated
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # The roles of a local stack start together: the file appears whole (written aside,
+        # then linked into place) and the first role to link it wins, so none reads it half
+        # written and all end with the same secret.
+        draft = data_dir / f".jwt-secret.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("dev-" + secrets.token_urlsafe(48))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    secret = path.read_text().strip()
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"{path} holds no usable secret; delete it and start again")
+    return secret
 
 
 def _locations(env: Mapping[str, str]) -> tuple[tuple[str, ...], str]:

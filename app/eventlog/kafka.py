@@ -115,8 +115,11 @@ class KafkaEventLog:
                 async with asyncio.timeout(self.publish_timeout):
                     await producer.start()
             except (KafkaError, OSError, TimeoutError) as exc:
+                # Bounded too: a start cut short by the timeout must not leave the caller (a
+                # service starting up, or a request) waiting on the half-started client's close.
                 with contextlib.suppress(Exception):
-                    await producer.stop()
+                    async with asyncio.timeout(self.publish_timeout):
+                        await producer.stop()
                 raise LogUnavailable(f"Kafka is unreachable: {exc!r}") from None
             self._producer = producer
             return producer

@@ -23,6 +23,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 BROKER = REPO / "kafka" / "broker.sh"
 DEMO_LOCATIONS = "MAIN,S001,S002,S003,S004,S005"
+LOG_LINES_ON_FAILURE = 15
 
 
 def port_free(port: int) -> bool:
@@ -90,20 +91,26 @@ class DevStack:
             stderr=subprocess.STDOUT,
         )
 
-    def _wait_healthy(self, role: str, timeout: float = 60) -> None:
+    def _wait_healthy(self, role: str, timeout: float = 120) -> None:
         url = f"http://127.0.0.1:{self.ports[role]}/api/v1/health"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             process = self._processes[role]
             if process.poll() is not None:
-                raise RuntimeError(f"{role} exited; see {self.data_dir / (role + '.log')}")
+                raise RuntimeError(self._role_failed(role, f"exited with {process.returncode}"))
             try:
                 if httpx.get(url, timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"{role} did not become healthy; see {self.data_dir / (role + '.log')}")
+        raise RuntimeError(self._role_failed(role, f"did not become healthy in {timeout:.0f} s"))
+
+    def _role_failed(self, role: str, what: str) -> str:
+        """Name the failure and quote the end of the role's log: the reason is usually there."""
+        log = self.data_dir / f"{role}.log"
+        tail = log.read_text(errors="replace").splitlines()[-LOG_LINES_ON_FAILURE:] if log.exists() else []
+        return "\n".join([f"{role} {what}; its log is {log}, ending:", *("  " + line for line in tail)])
 
     def ensure_admin(self) -> str | None:
         """A first admin for a fresh data directory; returns its password (None if users exist)."""

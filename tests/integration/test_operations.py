@@ -21,7 +21,7 @@ from app.eventlog.topics import TOPICS
 from tests.support.app import PASSWORD, base_env
 from tests.support.events import query
 from tests.support.processes import ServiceProcess, run_cli
-from tests.support.services import REPO, free_port, free_port_pair, free_ports_in_a_row, port_is_open
+from tests.support.services import REPO, free_port_pair, free_ports_in_a_row, port_is_open
 from tests.support.stack import Stack, split_stack
 
 
@@ -121,20 +121,25 @@ def test_demo_data_stocks_five_stores_with_some_low(stack: Stack) -> None:
     assert query(db, "SELECT COUNT(*) FROM command_outcomes WHERE status = 'rejected'") == [(0,)]
 
 
-def test_inventory_dev_runs_the_whole_stack_and_stops_it_on_sigterm(tmp_path: Path) -> None:
-    kafka_port, base, redis_port = free_port_pair(), free_ports_in_a_row(3), free_port()
+def _start_dev(tmp_path: Path, **settings: str) -> tuple[subprocess.Popen[str], int, int, int]:
+    """`inventory dev` on ports of its own: Kafka (and its controller), three roles, Redis."""
+    first = free_ports_in_a_row(6)
+    kafka_port, base, redis_port = first, first + 2, first + 5
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVENTORY_")}
-    env["INVENTORY_ADMIN_PASSWORD"] = PASSWORD
+    env |= {"INVENTORY_ADMIN_PASSWORD": PASSWORD, **settings}
     out = (tmp_path / "dev.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "dev", "--data-dir", str(tmp_path / "dev"), "--kafka-port", str(kafka_port),
          "--redis-port", str(redis_port), "--port-base", str(base)],
         cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    _wait(lambda: "Ctrl-C stops everything" in (tmp_path / "dev.log").read_text() or process.poll() is not None, 300)
+    return process, kafka_port, base, redis_port
+
+
+def test_inventory_dev_runs_the_whole_stack_and_stops_it_on_sigterm(tmp_path: Path) -> None:
+    process, kafka_port, base, redis_port = _start_dev(tmp_path)
     try:
-        _wait(
-            lambda: "Ctrl-C stops everything" in (tmp_path / "dev.log").read_text() or process.poll() is not None, 240
-        )
         text = (tmp_path / "dev.log").read_text()
         assert process.poll() is None, text
         assert f"http://127.0.0.1:{base + 1}/" in text and "user admin" in text
@@ -151,6 +156,15 @@ def test_inventory_dev_runs_the_whole_stack_and_stops_it_on_sigterm(tmp_path: Pa
         process.wait(timeout=90)
     for port in (base, base + 1, base + 2, kafka_port, redis_port):
         assert not port_is_open(port), port
+
+
+def test_inventory_dev_quotes_the_log_of_a_role_that_cannot_start(tmp_path: Path) -> None:
+    process, kafka_port, base, _ = _start_dev(tmp_path, INVENTORY_CACHE_TTL="lots")
+    assert process.wait(timeout=90) == 1
+    text = (tmp_path / "dev.log").read_text()
+    assert "listener exited with 2; its log is" in text, text
+    assert "INVENTORY_CACHE_TTL" in text, text
+    assert not port_is_open(kafka_port) and not port_is_open(base)
 
 
 def test_every_role_exposes_the_documented_metrics(stack: Stack) -> None:

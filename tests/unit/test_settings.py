@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,24 @@ def test_defaults_run_embedded_with_a_generated_dev_secret(tmp_path: Path) -> No
     # the same secret next time: every role on the machine shares it
     assert load_settings(env(tmp_path)).jwt_secret == settings.jwt_secret
     assert (tmp_path / ".jwt-secret").stat().st_mode & 0o077 == 0
+
+
+def _secret_after_barrier(data_dir: str, barrier: multiprocessing.synchronize.Barrier) -> str:
+    barrier.wait()
+    return load_settings({"INVENTORY_DATA_DIR": data_dir}).jwt_secret
+
+
+def test_roles_starting_together_all_get_the_same_whole_dev_secret(tmp_path: Path) -> None:
+    # `inventory dev` starts three roles on a fresh directory at once; a secret read while
+    # another role was still writing it came back empty and every login failed.
+    context = multiprocessing.get_context("fork")
+    with context.Manager() as manager, context.Pool(6) as pool:
+        for attempt in range(15):
+            barrier = manager.Barrier(6)
+            data_dir = str(tmp_path / str(attempt))
+            secrets = pool.starmap(_secret_after_barrier, [(data_dir, barrier)] * 6)
+            assert len(set(secrets)) == 1 and len(secrets[0]) >= 32, secrets
+    assert sorted(p.name for p in (tmp_path / "0").iterdir()) == [".jwt-secret"]
 
 
 @pytest.mark.parametrize(
