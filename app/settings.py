@@ -102,13 +102,6 @@ def _parsed(env: Mapping[str, str], name: str, parse: Callable[[str], T], defaul
         raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
 
 
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError
-    return value
-
-
 def _at_least(minimum: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         value = int(raw)
@@ -117,6 +110,9 @@ def _at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+_positive_int = _at_least(1)
 
 
 def _positive_float(raw: str) -> float:

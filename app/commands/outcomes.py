@@ -12,20 +12,18 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
-import msgspec
-
 from app.cache.base import CacheUnavailable, ItemCache, ItemEntry
 from app.commands.store import CommandLookup
 from app.domain.events import CHANGES_TOPIC
 from app.domain.views import item_view
 from app.eventlog.base import EventLog, LogUnavailable
+from app.jsontext import json_object
 from app.reader import InventoryReader, ReadModelUnavailable
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
 LATEST_ITEMS = 10_000
-_decode = msgspec.json.Decoder(dict[str, Any]).decode
 Outcome = dict[str, Any]
 
 
@@ -95,7 +93,7 @@ class OutcomeWaiter:
                     for record in await consumer.fetch(1000, timeout=1.0):
                         if record.value is None or not self._waiting:
                             continue  # nobody waits: no need to read it
-                        change = _decode(record.value)
+                        change = json_object(record.value)
                         if change.get("kind") == "outcome":
                             change["item"] = self._latest_items.get(change["item_id"])
                             self._resolve(change)

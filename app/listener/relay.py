@@ -13,17 +13,15 @@ import contextlib
 import logging
 from typing import Any
 
-import msgspec
-
 from app.cache.base import CacheUnavailable, ItemCache, ItemEntry, entries_from_changes
 from app.domain.events import CHANGES_TOPIC
 from app.domain.views import item_view
 from app.eventlog.base import EventLog, LogUnavailable, Message
+from app.jsontext import change_record, json_object
 from app.listener.store import InventoryStore
 from app.metrics import OUTBOX_BACKLOG
 
 log = logging.getLogger(__name__)
-_decode = msgspec.json.Decoder(dict[str, Any]).decode
 
 PAGE = 500
 IDLE_SECONDS = 1.0
@@ -32,8 +30,7 @@ RESYNC_CHECK_SECONDS = 2.0
 
 def change_message(seq: int, payload: str, item_id: str) -> Message:
     """The change record as published: its payload with the commit sequence number first."""
-    value = b'{"seq":%d,%s' % (seq, payload.encode()[1:])
-    return Message(CHANGES_TOPIC, item_id.encode(), value, (("seq", str(seq).encode()),))
+    return Message(CHANGES_TOPIC, item_id.encode(), change_record(seq, payload), (("seq", str(seq).encode()),))
 
 
 class OutboxRelay:
@@ -72,7 +69,7 @@ class OutboxRelay:
             OUTBOX_BACKLOG.set(len(rows) if len(rows) < PAGE else await self._store.unsent_count())
             if not rows:
                 return
-            changes: list[dict[str, Any]] = [_decode(payload) for _, payload in rows]
+            changes: list[dict[str, Any]] = [json_object(payload) for _, payload in rows]
             await self._refresh_cache(changes)
             try:
                 await self._log.publish(

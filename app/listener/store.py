@@ -8,10 +8,11 @@ from fresh reads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,15 +156,26 @@ class InventoryStore:
 
     # --- writes --------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: committed if the block ends normally, rolled back otherwise."""
+        conn = self.conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+
     async def prune(self, *, changes_before: str, processed_before: int, limit: int) -> Pruned:
         """Forget published changes created before ``changes_before`` (RFC 3339) and processed
         event ids applied before ``processed_before`` (epoch seconds), at most ``limit`` of each.
 
         Small rounds keep the write lock short: the listener prunes between batches.
         """
-        conn = self.conn
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
+        async with self._transaction() as conn:
             # seq and created_at grow together, so the first recent row bounds the range and the
             # scan never walks the recent part of the table.
             changes = await conn.execute(
@@ -178,11 +190,6 @@ class InventoryStore:
                 "(SELECT event_id FROM processed_events WHERE applied_at < ? LIMIT ?)",
                 (processed_before, limit),
             )
-            await conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-            raise
         return Pruned(changes=changes.rowcount, processed_events=processed.rowcount)
 
     async def mark_sent(self, up_to_seq: int) -> None:
@@ -202,81 +209,74 @@ class InventoryStore:
         replayed: Sequence[int] = (),
     ) -> None:
         """Write one batch in one transaction, or raise Conflict and write nothing."""
-        conn = self.conn
         now = utc_now()
-        await conn.execute("BEGIN IMMEDIATE")
         try:
-            await self._guard_positions(expected_positions)
-            await self._write_items(plan)
-            await self._write_levels(plan)
-            await conn.executemany(
-                "INSERT INTO history (item_id, event_type, location, quantity_delta, reserved_delta, "
-                "quantity_after, reserved_after, item_version, actor, command_id, event_id, note, "
-                "occurred_at, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        h.item_id, h.event_type, h.location, h.quantity_delta, h.reserved_delta,
-                        h.quantity_after, h.reserved_after, h.item_version, h.actor, h.command_id,
-                        h.event_id, h.note, h.occurred_at, now,
-                    )
-                    for h in plan.history
-                ],
-            )  # fmt: skip
-            await conn.executemany(
-                "INSERT OR IGNORE INTO command_outcomes (command_id, item_id, event_type, location, status, "
-                "reason, message, version, actor, submitted_at, processed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        o.command_id, o.item_id, o.event_type, o.location, o.status, o.reason,
-                        o.message, o.version, o.actor, o.submitted_at, now,
-                    )
-                    for o in plan.outcomes
-                ],
-            )  # fmt: skip
-            applied_at = int(time.time())
-            await conn.executemany(
-                "INSERT INTO processed_events (event_id, applied_at) VALUES (?, ?)",
-                [(eid, applied_at) for eid in plan.processed],
-            )
-            await conn.executemany(
-                "INSERT INTO parked_events (item_id, event_id, value, parked_at, deadline) VALUES (?, ?, ?, ?, ?)",
-                [(p.event.item_id, p.event.event_id, p.value, now, p.deadline) for p in plan.parked],
-            )
-            await conn.executemany("DELETE FROM parked_events WHERE id = ?", [(pid,) for pid in plan.unparked])
-            changes = [*plan.item_changes(), *(o.change_payload(now) for o in plan.outcomes)]
-            await conn.executemany(
-                "INSERT INTO changes (kind, item_id, payload, created_at) VALUES (?, ?, ?, ?)",
-                [(c["kind"], c["item_id"], json_text(c), now) for c in changes],
-            )
-            await conn.executemany(
-                'INSERT OR IGNORE INTO dead_letters (topic, partition, "offset", key, value, headers, error, '
-                "attempts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        d.topic, d.partition, d.offset, d.key, d.value,
-                        json.dumps([[k, v.decode("latin-1")] for k, v in d.headers]), d.error, d.attempts, now,
-                    )
-                    for d in dead_letters
-                ],
-            )  # fmt: skip
-            await conn.executemany(
-                "UPDATE dead_letters SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL",
-                [(now, letter_id) for letter_id in replayed],
-            )
-            await conn.executemany(
-                "INSERT INTO consumer_positions (topic, partition, next_offset) VALUES (?, ?, ?) "
-                "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-                [(t, p, o) for (t, p), o in plan.positions.items()],
-            )
-            await conn.execute("COMMIT")
+            async with self._transaction() as conn:
+                await self._guard_positions(expected_positions)
+                await self._write_items(plan)
+                await self._write_levels(plan)
+                await conn.executemany(
+                    "INSERT INTO history (item_id, event_type, location, quantity_delta, reserved_delta, "
+                    "quantity_after, reserved_after, item_version, actor, command_id, event_id, note, "
+                    "occurred_at, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            h.item_id, h.event_type, h.location, h.quantity_delta, h.reserved_delta,
+                            h.quantity_after, h.reserved_after, h.item_version, h.actor, h.command_id,
+                            h.event_id, h.note, h.occurred_at, now,
+                        )
+                        for h in plan.history
+                    ],
+                )  # fmt: skip
+                await conn.executemany(
+                    "INSERT OR IGNORE INTO command_outcomes (command_id, item_id, event_type, location, status, "
+                    "reason, message, version, actor, submitted_at, processed_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            o.command_id, o.item_id, o.event_type, o.location, o.status, o.reason,
+                            o.message, o.version, o.actor, o.submitted_at, now,
+                        )
+                        for o in plan.outcomes
+                    ],
+                )  # fmt: skip
+                applied_at = int(time.time())
+                await conn.executemany(
+                    "INSERT INTO processed_events (event_id, applied_at) VALUES (?, ?)",
+                    [(eid, applied_at) for eid in plan.processed],
+                )
+                await conn.executemany(
+                    "INSERT INTO parked_events (item_id, event_id, value, parked_at, deadline) VALUES (?, ?, ?, ?, ?)",
+                    [(p.event.item_id, p.event.event_id, p.value, now, p.deadline) for p in plan.parked],
+                )
+                await conn.executemany("DELETE FROM parked_events WHERE id = ?", [(pid,) for pid in plan.unparked])
+                changes = [*plan.item_changes(), *(o.change_payload(now) for o in plan.outcomes)]
+                await conn.executemany(
+                    "INSERT INTO changes (kind, item_id, payload, created_at) VALUES (?, ?, ?, ?)",
+                    [(c["kind"], c["item_id"], json_text(c), now) for c in changes],
+                )
+                await conn.executemany(
+                    'INSERT OR IGNORE INTO dead_letters (topic, partition, "offset", key, value, headers, error, '
+                    "attempts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            d.topic, d.partition, d.offset, d.key, d.value,
+                            json.dumps([[k, v.decode("latin-1")] for k, v in d.headers]), d.error, d.attempts, now,
+                        )
+                        for d in dead_letters
+                    ],
+                )  # fmt: skip
+                await conn.executemany(
+                    "UPDATE dead_letters SET replayed_at = ? WHERE id = ? AND replayed_at IS NULL",
+                    [(now, letter_id) for letter_id in replayed],
+                )
+                await conn.executemany(
+                    "INSERT INTO consumer_positions (topic, partition, next_offset) VALUES (?, ?, ?) "
+                    "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                    [(t, p, o) for (t, p), o in plan.positions.items()],
+                )
         except sqlite3.IntegrityError as exc:
-            await conn.execute("ROLLBACK")
             raise Conflict(f"unique key taken meanwhile: {exc}") from None
-        except BaseException:
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-            raise
 
     async def _guard_positions(self, expected: dict[TopicPartition, int | None]) -> None:
         """Positions must be what the batch was planned against, or another writer got there first."""

@@ -54,13 +54,15 @@ class DevStack:
             env["INVENTORY_REDIS_URL"] = f"redis://127.0.0.1:{self.redis_port}/0"
         return env
 
+    def _kafka_env(self) -> dict[str, str]:
+        return {**os.environ, "KAFKA_PORT": str(self.kafka_port), "KAFKA_DATA_DIR": str(self.data_dir / "kafka")}
+
     def start(self) -> None:
         if not BROKER.exists():
             raise RuntimeError("inventory dev runs from a checkout of the project (kafka/broker.sh is missing)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.say(f"starting Kafka on 127.0.0.1:{self.kafka_port} (first start fetches it from Maven Central)...")
-        kafka_env = {**os.environ, "KAFKA_PORT": str(self.kafka_port), "KAFKA_DATA_DIR": str(self.data_dir / "kafka")}
-        subprocess.run(["bash", str(BROKER), "start"], env=kafka_env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["bash", str(BROKER), "start"], env=self._kafka_env(), check=True, stdout=subprocess.DEVNULL)
         self._kafka_started = True
         self._start_redis()
         for role in ("listener", "command", "query"):
@@ -140,12 +142,7 @@ class DevStack:
             except subprocess.TimeoutExpired:
                 process.kill()
         if self._kafka_started:
-            kafka_env = {
-                **os.environ,
-                "KAFKA_PORT": str(self.kafka_port),
-                "KAFKA_DATA_DIR": str(self.data_dir / "kafka"),
-            }
-            subprocess.run(["bash", str(BROKER), "stop"], env=kafka_env, check=False, stdout=subprocess.DEVNULL)
+            subprocess.run(["bash", str(BROKER), "stop"], env=self._kafka_env(), check=False, stdout=subprocess.DEVNULL)
             self._kafka_started = False
 
     def run_until_signalled(self) -> None:

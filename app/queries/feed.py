@@ -13,12 +13,12 @@ import logging
 import time
 from typing import Any
 
-import msgspec
 from litestar.channels import ChannelsPlugin
 
 from app.cache.base import CacheUnavailable, ItemCache, entries_from_changes
 from app.domain.events import CHANGES_TOPIC
 from app.eventlog.base import EventLog, LogUnavailable
+from app.jsontext import change_record, json_object
 from app.queries.service import FreshnessFloor
 from app.reader import InventoryReader, ReadModelUnavailable
 
@@ -28,12 +28,6 @@ CHANNEL = "changes"
 PING_SECONDS = 15.0
 PING = b"0 ping\n"
 GAP_PAGE = 1000
-decode_change = msgspec.json.Decoder(dict[str, Any]).decode
-
-
-def with_seq(seq: int, payload: str) -> bytes:
-    """A stored change record as published: the payload with its sequence number first."""
-    return b'{"seq":%d,%s' % (seq, payload.encode()[1:])
 
 
 def frame(seq: int, kind: str, raw: bytes) -> bytes:
@@ -92,7 +86,7 @@ class ChangeFeed:
             return self.last_seq
 
     async def _receive(self, raw: bytes) -> None:
-        change = decode_change(raw)
+        change = json_object(raw)
         seq = int(change["seq"])
         if seq <= self.last_seq:
             return
@@ -111,8 +105,8 @@ class ChangeFeed:
                 return
             delivered = []
             for seq, _, payload in rows:
-                raw = with_seq(seq, payload)
-                delivered.append((decode_change(raw), raw))
+                raw = change_record(seq, payload)
+                delivered.append((json_object(raw), raw))
             await self._deliver(delivered)
 
     async def _deliver(self, changes: list[tuple[dict[str, Any], bytes]]) -> None:

@@ -22,8 +22,9 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.auth.roles import Role
 from app.http.auth import requires
+from app.jsontext import change_record, json_object
 from app.metrics import SSE_CLIENTS, SSE_REFILLS
-from app.queries.feed import CHANNEL, ChangeFeed, decode_change, with_seq
+from app.queries.feed import CHANNEL, ChangeFeed
 from app.reader import InventoryReader
 
 RETRY_MS = 1000
@@ -59,7 +60,7 @@ class StreamItem:
     change_kind: str = ""
 
     def change(self) -> dict[str, Any]:
-        return decode_change(self.raw)
+        return json_object(self.raw)
 
 
 class ChangeStream:
@@ -132,7 +133,7 @@ class ChangeStream:
                 return
             for seq, kind, payload in rows:
                 after = seq
-                yield StreamItem("change", seq, with_seq(seq, payload), kind)
+                yield StreamItem("change", seq, change_record(seq, payload), kind)
 
 
 def _reset(seq: int) -> ServerSentEventMessage:

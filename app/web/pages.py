@@ -3,7 +3,6 @@ fragments they reload after a reconnection."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,6 +21,7 @@ from app.domain.views import item_view
 from app.http.auth import PUBLIC, SESSION_COOKIE, requires
 from app.http.errors import ApiError
 from app.http.system import LoginRateLimiter
+from app.jsontext import change_record, json_object
 from app.reader import SORTS, InventoryReader, ItemPage
 from app.settings import Settings
 from app.web.context import page_context, site_context
@@ -223,7 +223,7 @@ class PageController(Controller):
     ) -> Template:
         _, newest = await reader.seq_range()
         rows = await reader.changes_after(max(0, newest - 100), 100)
-        changes = [{"seq": seq, **json.loads(payload)} for seq, _, payload in reversed(rows)]
+        changes = [json_object(change_record(seq, payload)) for seq, _, payload in reversed(rows)]
         user = request.user
         dead_letters = await reader.dead_letters(limit=50) if user.can(Role.ADMIN) else []
         return Template(

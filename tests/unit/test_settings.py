@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def test_defaults_run_embedded_with_a_generated_dev_secret(tmp_path: Path) -> No
     assert (tmp_path / ".jwt-secret").stat().st_mode & 0o077 == 0
 
 
-def _secret_after_barrier(data_dir: str, barrier: multiprocessing.synchronize.Barrier) -> str:
+def _secret_after_barrier(data_dir: str, barrier: threading.Barrier) -> str:
     barrier.wait()
     return load_settings({"INVENTORY_DATA_DIR": data_dir}).jwt_secret
 
