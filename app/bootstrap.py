@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -136,7 +136,10 @@ class Container:
                 log.exception("background task %s died", name)
                 raise
 
-        self._tasks.append(asyncio.create_task(guarded(), name=name))
+        task = asyncio.create_task(guarded(), name=name)
+        # A task cancelled before it ever ran never awaited its work: close it quietly.
+        task.add_done_callback(lambda _: work.close() if isinstance(work, Coroutine) else None)
+        self._tasks.append(task)
 
     async def _ensure_topics(self) -> None:
         delay = 0.5

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import sys
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -36,7 +37,7 @@ def _fail(message: str, code: int = 1) -> int:
 def serve(role: ServiceRole, host: str, port: int | None) -> None:
     import uvicorn
 
-    from app.http.application import asgi
+    from app.application import asgi
 
     settings = _settings()
     configure_logging(settings.log_level, role)
@@ -106,6 +107,52 @@ def _ask_password() -> str:
     return first
 
 
+# --- commands -------------------------------------------------------------------------------
+
+
+async def _submit(args: argparse.Namespace) -> int:
+    """One command of the catalogue from the console, through the same CommandService and typed
+    result as the API and the forms."""
+    from app.commands.errors import CommandRefused
+    from app.commands.service import Accepted, AnsweredBefore, CommandApplied, Submission
+    from app.domain.catalogue import BY_NAME, FieldError, InvalidCommand, check_item_id
+
+    settings = _settings()
+    spec = BY_NAME[args.name]
+    form = dict(pair.split("=", 1) for pair in args.fields)
+    item = form.pop("item", "")
+    container = build_container(settings, "command")
+    await container.start()
+    try:
+        assert container.commands is not None
+        if not spec.creates_item and not item:
+            raise InvalidCommand([FieldError("item", "is required for this command")])
+        item_id = str(uuid.uuid4()) if spec.creates_item else check_item_id(item)
+        command = spec.check_form(form, item_id=item_id, places=container.commands.places)
+        result = await container.commands.submit(
+            Submission(
+                command=command, actor=args.actor, request_id=uuid.uuid4().hex, request_hash="", wait_seconds=args.wait
+            )
+        )
+    except InvalidCommand as exc:
+        return _fail("invalid: " + "; ".join(f"{e.field}: {e.message}" for e in exc.errors), 2)
+    except CommandRefused as exc:
+        return _fail(f"refused ({exc.reason}): {exc.message}")
+    except LogUnavailable:
+        return _fail("the event log is unavailable; nothing was accepted, retry later")
+    finally:
+        await container.stop()
+    assert not isinstance(result, AnsweredBefore)  # no key: never a retry
+    if isinstance(result, Accepted):
+        print(f"accepted {result.command_id} for item {result.item_id}: pending")
+        return 0
+    if isinstance(result, CommandApplied):
+        print(f"applied {result.command_id} to item {result.item_id}: version {result.version}")
+        return 0
+    print(f"rejected {result.command_id} ({result.reason}): {result.message}")
+    return 3
+
+
 # --- topics, dead letters, rebuild, demo ---------------------------------------------------
 
 
@@ -171,7 +218,7 @@ async def _dlq(args: argparse.Namespace) -> int:
 
 
 async def _rebuild(args: argparse.Namespace) -> int:
-    from app.ops.rebuild import rebuild
+    from app.listener.rebuild import rebuild
 
     settings = _settings()
     report = await _with_log(settings, lambda log: rebuild(log, settings.data_dir, apply=args.apply))
@@ -268,6 +315,17 @@ def parser() -> argparse.ArgumentParser:
     remove.add_argument("name")
     user_commands.add_parser("list", help="list users")
 
+    from app.domain.catalogue import BY_NAME
+
+    submit = commands.add_parser("submit", help="send one command, as the API and the forms do")
+    submit.add_argument("name", choices=sorted(BY_NAME), help="the command")
+    submit.add_argument(
+        "fields", nargs="*", metavar="FIELD=VALUE", type=_field,
+        help="the body's fields, and item=ID for every command but create: item=... quantity=2 location=S001",
+    )  # fmt: skip
+    submit.add_argument("--wait", type=float, default=5.0, help="seconds to wait for the outcome (0: do not wait)")
+    submit.add_argument("--as", dest="actor", default="cli", help="who the history names (default: cli)")
+
     topics = commands.add_parser("topics", help="create or describe the topics")
     topics.add_argument("topics_command", choices=["create", "describe"])
 
@@ -293,6 +351,12 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _field(text: str) -> str:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not FIELD=VALUE")
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
@@ -300,7 +364,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "dev":
         return _dev(args)
-    runners = {"users": _users, "topics": _topics, "dlq": _dlq, "rebuild": _rebuild, "demo": _demo}
+    runners = {
+        "users": _users,
+        "submit": _submit,
+        "topics": _topics,
+        "dlq": _dlq,
+        "rebuild": _rebuild,
+        "demo": _demo,
+    }
     return asyncio.run(runners[args.command](args))
 
 

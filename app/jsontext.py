@@ -1,19 +1,9 @@
-"""Compact JSON: what is stored in SQLite columns and in Redis, and change records as published."""
+"""Change records as published: the stored payload with its commit sequence number in front.
+
+The shapes and their encoder and decoders are in ``app/domain/records.py``.
+"""
 
 from __future__ import annotations
-
-from typing import Any
-
-import msgspec
-
-_encoder = msgspec.json.Encoder()
-
-# A JSON object (text or bytes) as a dict: change records, outcomes, stored payloads.
-json_object = msgspec.json.Decoder(dict[str, Any]).decode
-
-
-def json_text(value: Any) -> str:
-    return _encoder.encode(value).decode()
 
 
 def change_record(seq: int, payload: str) -> bytes:

@@ -19,7 +19,8 @@ from typing import Any, Literal
 import aiosqlite
 
 from app.domain.model import Item
-from app.domain.views import ItemView, at_location, item_view
+from app.domain.records import HistoryEntry, ItemView, OutcomeChange
+from app.domain.views import at_location, item_view
 from app.item_rows import ITEMS_BY_IDS, LEVELS_BY_IDS, assemble_items
 from app.sqlitefiles import open_read_only
 
@@ -162,34 +163,24 @@ class InventoryReader:
             views = [at_location(view, location) for view in views]
         return ItemPage(views, total, page, page_size)
 
-    async def history(self, item_id: str, *, limit: int, before: int | None) -> list[dict[str, Any]]:
+    async def history(self, item_id: str, *, limit: int, before: int | None) -> list[HistoryEntry]:
         rows = await self.rows(
             "SELECT id, event_type, location, quantity_delta, reserved_delta, quantity_after, reserved_after, "
             "item_version, actor, command_id, note, occurred_at, applied_at FROM history "
             "WHERE item_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
             (item_id, before if before is not None else 2**62, limit),
         )
-        keys = (
-            "id", "type", "location", "quantity_delta", "reserved_delta", "quantity_after", "reserved_after",
-            "version", "actor", "command_id", "note", "occurred_at", "applied_at",
-        )  # fmt: skip
-        return [dict(zip(keys, row, strict=True)) for row in rows]
+        return [HistoryEntry(*row) for row in rows]
 
     # --- commands and changes ------------------------------------------------------------
 
-    async def outcome(self, command_id: str) -> dict[str, Any] | None:
+    async def outcome(self, command_id: str) -> OutcomeChange | None:
         rows = await self.rows(
             "SELECT command_id, item_id, event_type, location, status, reason, message, version, submitted_at, "
             "processed_at FROM command_outcomes WHERE command_id = ?",
             (command_id,),
         )
-        if not rows:
-            return None
-        keys = (
-            "command_id", "item_id", "event_type", "location", "status", "reason", "message", "version",
-            "submitted_at", "processed_at",
-        )  # fmt: skip
-        return dict(zip(keys, rows[0], strict=True))
+        return OutcomeChange(*rows[0]) if rows else None
 
     async def changes_after(self, seq: int, limit: int) -> list[tuple[int, str, str]]:
         """(seq, kind, payload) of the changes after seq, oldest first."""

@@ -42,7 +42,7 @@ class Settings:
     log_level: str = "INFO"
     locations: tuple[str, ...] = ("MAIN",)
     default_location: str = "MAIN"
-    # How long a stock event waits for its item's create when it overtook it (DESIGN §5).
+    # How long a stock event waits for its item's create when it overtook it (docs/architecture.md, "The listener").
     orphan_wait_seconds: float = 10.0
     # Upper bound on waiting for the broker's ack before answering 503.
     publish_timeout_seconds: float = 5.0

@@ -18,10 +18,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== lint and types"
+echo "== lint, types and layers"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+# The import contracts of docs/architecture.md ([tool.importlinter] in pyproject.toml).
+.venv/bin/lint-imports --no-cache
 
 echo "== unit and integration tests"
 .venv/bin/python -m pytest tests --basetemp="$run_dir/tests" -p no:cacheprovider "$@"

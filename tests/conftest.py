@@ -10,8 +10,8 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
+from app.application import create_app
 from app.bootstrap import Container, ServiceRole, build_container
-from app.http.application import create_app
 from tests.support.app import base_env, create_users, settings_for
 
 

@@ -1,19 +1,5 @@
-"""Who may do what (DESIGN §3): each role includes the rights of the ones before it."""
+"""Roles are a domain rule (app/domain/roles.py); authentication code imports them from here too."""
 
-from __future__ import annotations
+from app.domain.roles import Role
 
-from enum import StrEnum
-
-
-class Role(StrEnum):
-    VIEWER = "viewer"  # read, wall
-    CLERK = "clerk"  # stock commands
-    MANAGER = "manager"  # item commands
-    ADMIN = "admin"  # users, dead letters
-
-    @property
-    def rank(self) -> int:
-        return list(Role).index(self)
-
-    def includes(self, other: Role) -> bool:
-        return self.rank >= other.rank
+__all__ = ["Role"]

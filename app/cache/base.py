@@ -6,10 +6,11 @@ default, and the fallback while Redis is away).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-ItemJson = dict[str, Any]
+from app.domain.records import Change, ItemChange, ItemView, OutcomeChange
 
 
 class CacheUnavailable(RuntimeError):
@@ -19,7 +20,7 @@ class CacheUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class CachedItem:
     version: int
-    item: ItemJson | None  # None: a tombstone, the item is deleted
+    item: ItemView | None  # None: a tombstone, the item is deleted
 
     @property
     def deleted(self) -> bool:
@@ -32,7 +33,7 @@ class ItemEntry:
 
     item_id: str
     version: int
-    item: ItemJson | None
+    item: ItemView | None
     sku: str | None = None
 
 
@@ -45,9 +46,9 @@ class ItemCache(Protocol):
         """Store each entry unless the cache already holds that item at the same or a newer version."""
         ...
 
-    async def get_outcome(self, command_id: str) -> ItemJson | None: ...
+    async def get_outcome(self, command_id: str) -> OutcomeChange | None: ...
 
-    async def put_outcomes(self, outcomes: list[ItemJson]) -> None: ...
+    async def put_outcomes(self, outcomes: list[OutcomeChange]) -> None: ...
 
     async def ping(self) -> bool: ...
 
@@ -58,14 +59,18 @@ class ItemCache(Protocol):
     async def close(self) -> None: ...
 
 
-def entries_from_changes(changes: list[ItemJson]) -> tuple[list[ItemEntry], list[ItemJson]]:
+def item_entry(change: ItemChange) -> ItemEntry:
+    item = change.item
+    return ItemEntry(change.item_id, change.version, item, item.sku if item is not None else None)
+
+
+def entries_from_changes(changes: Iterable[Change]) -> tuple[list[ItemEntry], list[OutcomeChange]]:
     """Split change records into item entries and outcomes for the cache."""
     items: list[ItemEntry] = []
-    outcomes: list[ItemJson] = []
+    outcomes: list[OutcomeChange] = []
     for change in changes:
-        if change["kind"] == "item":
-            item = change.get("item")
-            items.append(ItemEntry(change["item_id"], change["version"], item, item["sku"] if item else None))
-        elif change["kind"] == "outcome":
+        if isinstance(change, ItemChange):
+            items.append(item_entry(change))
+        else:
             outcomes.append(change)
     return items, outcomes

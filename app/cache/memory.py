@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from app.cache.base import CachedItem, ItemEntry, ItemJson
+from app.cache.base import CachedItem, ItemEntry
+from app.domain.records import OutcomeChange
 
 
 class MemoryCache:
@@ -13,15 +14,16 @@ class MemoryCache:
         self._ttl = ttl_seconds
         self._max_items = max_items
         self._max_outcomes = max_outcomes
-        self._items: OrderedDict[str, tuple[float, CachedItem]] = OrderedDict()
+        # item id -> (expiry, what is cached, the SKU it holds in _skus or None)
+        self._items: OrderedDict[str, tuple[float, CachedItem, str | None]] = OrderedDict()
         self._skus: dict[str, str] = {}
-        self._outcomes: OrderedDict[str, ItemJson] = OrderedDict()
+        self._outcomes: OrderedDict[str, OutcomeChange] = OrderedDict()
 
     async def get_item(self, item_id: str) -> CachedItem | None:
         entry = self._items.get(item_id)
         if entry is None:
             return None
-        expires, cached = entry
+        expires, cached, _ = entry
         if expires < time.monotonic():
             # Expired like a Redis key: the next read falls back to SQLite.
             del self._items[item_id]
@@ -37,25 +39,27 @@ class MemoryCache:
             current = self._items.get(entry.item_id)
             if current is not None and current[1].version >= entry.version:
                 continue
-            if current is not None and current[1].item is not None:
-                old_sku = current[1].item["sku"]
-                if self._skus.get(old_sku) == entry.item_id:
-                    del self._skus[old_sku]
-            self._items[entry.item_id] = (expires, CachedItem(entry.version, entry.item))
+            if current is not None:
+                self._forget_sku(entry.item_id, current[2])
+            sku = entry.sku if entry.item is not None and entry.sku else None
+            self._items[entry.item_id] = (expires, CachedItem(entry.version, entry.item), sku)
             self._items.move_to_end(entry.item_id)
-            if entry.item is not None and entry.sku:
-                self._skus[entry.sku] = entry.item_id
+            if sku is not None:
+                self._skus[sku] = entry.item_id
         while len(self._items) > self._max_items:
-            item_id, (_, cached) = self._items.popitem(last=False)
-            if cached.item is not None and self._skus.get(cached.item["sku"]) == item_id:
-                del self._skus[cached.item["sku"]]
+            item_id, (_, _, sku) = self._items.popitem(last=False)
+            self._forget_sku(item_id, sku)
 
-    async def get_outcome(self, command_id: str) -> ItemJson | None:
+    def _forget_sku(self, item_id: str, sku: str | None) -> None:
+        if sku is not None and self._skus.get(sku) == item_id:
+            del self._skus[sku]
+
+    async def get_outcome(self, command_id: str) -> OutcomeChange | None:
         return self._outcomes.get(command_id)
 
-    async def put_outcomes(self, outcomes: list[ItemJson]) -> None:
+    async def put_outcomes(self, outcomes: list[OutcomeChange]) -> None:
         for outcome in outcomes:
-            self._outcomes[outcome["command_id"]] = outcome
+            self._outcomes[outcome.command_id] = outcome
         while len(self._outcomes) > self._max_outcomes:
             self._outcomes.popitem(last=False)
 

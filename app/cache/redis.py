@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.cache.base import CachedItem, CacheUnavailable, ItemEntry, ItemJson
-from app.jsontext import json_text
+from app.cache.base import CachedItem, CacheUnavailable, ItemEntry
+from app.domain.records import OutcomeChange, decode_item, decode_outcome, encode_text
 
 ITEM_KEY = "inv:item:{}"
 SKU_KEY = "inv:sku:{}"
@@ -74,7 +72,7 @@ class RedisCache:
             raise CacheUnavailable(repr(exc)) from None
         if version is None:
             return None
-        return CachedItem(int(version), json.loads(data) if data else None)
+        return CachedItem(int(version), decode_item(data) if data else None)
 
     async def get_item_id(self, sku: str) -> str | None:
         try:
@@ -89,26 +87,28 @@ class RedisCache:
                 chunk = entries[first : first + CHUNK]
                 args: list[str | int] = [self._ttl]
                 for e in chunk:
-                    live = e.item is not None
-                    args += [e.version, json_text(e.item) if live else "", e.item_id, e.sku if live and e.sku else ""]
+                    if e.item is None:
+                        args += [e.version, "", e.item_id, ""]
+                    else:
+                        args += [e.version, encode_text(e.item), e.item_id, e.sku or ""]
                 await self._put_items(keys=[ITEM_KEY.format(e.item_id) for e in chunk], args=args)
         except RedisError as exc:
             raise CacheUnavailable(repr(exc)) from None
 
-    async def get_outcome(self, command_id: str) -> ItemJson | None:
+    async def get_outcome(self, command_id: str) -> OutcomeChange | None:
         try:
             value = await self._redis.get(OUTCOME_KEY.format(command_id))
         except RedisError as exc:
             raise CacheUnavailable(repr(exc)) from None
-        return json.loads(value) if value else None
+        return decode_outcome(value) if value else None
 
-    async def put_outcomes(self, outcomes: list[ItemJson]) -> None:
+    async def put_outcomes(self, outcomes: list[OutcomeChange]) -> None:
         try:
             for first in range(0, len(outcomes), CHUNK):
                 chunk = outcomes[first : first + CHUNK]
                 await self._put_all(
-                    keys=[OUTCOME_KEY.format(o["command_id"]) for o in chunk],
-                    args=[OUTCOME_TTL_SECONDS, *(json_text(o) for o in chunk)],
+                    keys=[OUTCOME_KEY.format(o.command_id) for o in chunk],
+                    args=[OUTCOME_TTL_SECONDS, *(encode_text(o) for o in chunk)],
                 )
         except RedisError as exc:
             raise CacheUnavailable(repr(exc)) from None

@@ -1,43 +1,45 @@
-"""HTTP entrypoints of the command service: thin, they translate HTTP to a Submission and back."""
+"""HTTP entrypoints of the command service: one JSON route per command of the catalogue
+(app/domain/catalogue), made by ``command_routes``. Thin: they turn HTTP into a Submission and
+hand the typed result to the edge (app/commands/edge.py)."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, delete, get, post, put
+import msgspec
+from litestar import Controller, Request, Response, get, route
 from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.openapi.spec import Example
+from litestar.params import Body, FromPath, HeaderParameter
 
 from app.auth.roles import Role
 from app.auth.tokens import Principal
+from app.commands.edge import answer
 from app.commands.outcomes import CommandStatus
-from app.commands.schemas import (
-    AdjustStock,
-    CommandAccepted,
-    CommandStatusBody,
-    CreateItem,
-    ErrorBody,
-    MoveStock,
-    UpdateItem,
+from app.commands.schemas import CommandAccepted
+from app.commands.service import REQUEST_ID_REPLAY_SECONDS, CommandService, Submission, request_fingerprint
+from app.domain.catalogue import (
+    COMMANDS,
+    CommandRequest,
+    CommandSpec,
+    FieldError,
+    InvalidCommand,
+    check_expected_version,
+    check_item_id,
 )
-from app.commands.service import (
-    REQUEST_ID_REPLAY_SECONDS,
-    CommandService,
-    Reply,
-    Submission,
-    request_fingerprint,
-)
-from app.domain import commands as checks
-from app.domain.commands import CommandRequest, InvalidCommand
-from app.domain.events import EventType
+from app.domain.records import CommandStatusView
+from app.domain.rules import normalise_uuid
 from app.http.auth import requires
-from app.http.errors import ApiError
+from app.http.errors import ApiError, ErrorBody
 from app.http.request_id import client_request_id, request_id_of
+from app.settings import IDEMPOTENCY_KEY_SECONDS
 
+ITEMS_PATH = "/api/v1/inventory/items"
 PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
@@ -56,10 +58,8 @@ ACCEPTED = {
     202: ResponseSpec(CommandAccepted, description="Durably in the event log; follow Location for the outcome"),
     **ERRORS,
 }
-WAITED = {
-    200: ResponseSpec(dict[str, Any], description="Applied (Prefer: wait): the resulting item"),
-    **ACCEPTED,
-}
+CREATED = {201: ResponseSpec(dict[str, Any], description="Created (Prefer: wait)"), **ACCEPTED}
+WAITED = {200: ResponseSpec(dict[str, Any], description="Applied (Prefer: wait): the resulting item"), **ACCEPTED}
 
 PreferHeader = Annotated[
     str | None,
@@ -94,130 +94,102 @@ async def _ensure_json(request: Request[Any, Any, Any]) -> None:
         raise ApiError(415, "send the body as application/json", details={"content_type": content_type or None})
 
 
-def _to_response(reply: Reply) -> Response[bytes]:
-    return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type="application/json")
-
-
-class CommandController(Controller):
-    path = "/api/v1/inventory/items"
-    tags = ["commands"]
-    before_request = _ensure_json  # type: ignore[assignment]
-
-    async def _submit(
-        self,
-        request: Request[Principal, Any, Any],
-        service: NamedDependency[CommandService],
-        command: CommandRequest,
-        *,
-        precheck: Callable[[], Awaitable[None]],
-        prefer: str | None,
-        idempotency_key: str | None,
-        if_match: str | None,
-    ) -> Response[bytes]:
-        key = idempotency_key
-        lifetime: float = 24 * 3600
-        if key is not None and not IDEMPOTENCY_KEY.match(key):
-            raise InvalidCommand([checks.FieldError("Idempotency-Key", "must be 1-255 printable ASCII characters")])
-        if key is None and (sent_id := client_request_id(request.scope)) is not None:
-            # Older clients retry with the same X-Request-ID; honour it for five minutes.
-            key, lifetime = f"request-id:{sent_id}", REQUEST_ID_REPLAY_SECONDS
-        submission = Submission(
-            command=command,
-            actor=request.user.username,
-            request_id=request_id_of(request.scope),
-            # Only a key can make a retry: no need to fingerprint the others.
-            request_hash=request_fingerprint(request.method, request.url.path, await request.body(), if_match)
-            if key
-            else "",
-            wait_seconds=wait_seconds(prefer),
-            idempotency_key=key,
-            key_lifetime=lifetime,
-            precheck=precheck,
-        )
-        return _to_response(await service.submit(submission))
-
-    @post(
-        "",
-        guards=[requires(Role.MANAGER)],
-        responses={201: ResponseSpec(dict[str, Any], description="Created (Prefer: wait)"), **ACCEPTED},
-        status_code=202,
-        summary="Create an item",
+async def _submit(
+    request: Request[Principal, Any, Any],
+    service: CommandService,
+    command: CommandRequest,
+    *,
+    prefer: str | None,
+    idempotency_key: str | None,
+    if_match: str | None,
+) -> Response[bytes]:
+    key = idempotency_key
+    lifetime: float = IDEMPOTENCY_KEY_SECONDS
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise InvalidCommand([FieldError("Idempotency-Key", "must be 1-255 printable ASCII characters")])
+    if key is None and (sent_id := client_request_id(request.scope)) is not None:
+        # Older clients retry with the same X-Request-ID; honour it for five minutes.
+        key, lifetime = f"request-id:{sent_id}", REQUEST_ID_REPLAY_SECONDS
+    submission = Submission(
+        command=command,
+        actor=request.user.username,
+        request_id=request_id_of(request.scope),
+        # Only a key can make a retry: no need to fingerprint the others.
+        request_hash=request_fingerprint(request.method, request.url.path, await request.body(), if_match)
+        if key
+        else "",
+        wait_seconds=wait_seconds(prefer),
+        idempotency_key=key,
+        key_lifetime=lifetime,
     )
-    async def create_item(
-        self,
+    return await answer(service, submission)
+
+
+def _values(data: msgspec.Struct | None) -> dict[str, Any]:
+    return msgspec.structs.asdict(data) if data is not None else {}
+
+
+def _route(spec: CommandSpec, handler: Any) -> HTTPRouteHandler:
+    handler.__name__ = handler.__qualname__ = f"command_{spec.name}"
+    if spec.body is not None:
+        examples = [Example(summary=spec.summary, value=dict(spec.example))] if spec.example else None
+        # The body type differs per command: set on the function so Litestar decodes and documents it.
+        handler.__annotations__["data"] = Annotated[
+            spec.body, Body(media_type=RequestEncodingType.JSON, examples=examples)
+        ]
+    return route(
+        ITEMS_PATH + spec.json_path,
+        http_method=[spec.method],
+        guards=[requires(spec.role)],
+        responses=CREATED if spec.creates_item else WAITED,
+        status_code=202,
+        summary=spec.summary,
+        description=spec.description or None,
+        operation_id=f"command_{spec.name}",
+        tags=["commands"],
+        before_request=_ensure_json,
+    )(handler)
+
+
+def _new_item_route(spec: CommandSpec) -> HTTPRouteHandler:
+    async def handler(
         request: Request[Principal, Any, Any],
-        data: JSONBody[CreateItem],
+        data: Any,
         service: NamedDependency[CommandService],
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
     ) -> Response[bytes]:
-        command = checks.create_item(
-            item_id=str(uuid.uuid4()),
-            sku=data.sku,
-            name=data.name,
-            description=data.description,
-            quantity=data.quantity,
-            location=data.location,
-            locations=service.locations,
-            default_location=service.default_location,
-            low_stock_threshold=data.low_stock_threshold,
-        )
-        sku = data.sku.strip()
-        return await self._submit(
-            request,
-            service,
-            command,
-            precheck=lambda: service.ensure_sku_free(sku),
-            prefer=prefer,
-            idempotency_key=idempotency_key,
-            if_match=None,
-        )
+        command = spec.check(_values(data), item_id=str(uuid.uuid4()), places=service.places)
+        return await _submit(request, service, command, prefer=prefer, idempotency_key=idempotency_key, if_match=None)
 
-    @put(
-        "/{item_id:str}",
-        guards=[requires(Role.MANAGER)],
-        responses=WAITED,
-        status_code=202,
-        summary="Rename or describe an item",
-    )
-    async def update_item(
-        self,
+    return _route(spec, handler)
+
+
+def _item_route(spec: CommandSpec) -> HTTPRouteHandler:
+    async def handler(
         request: Request[Principal, Any, Any],
         item_id: FromPath[str],
-        data: JSONBody[UpdateItem],
+        data: Any,
         service: NamedDependency[CommandService],
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
         if_match: IfMatchHeader = None,
     ) -> Response[bytes]:
-        item_id = checks.check_item_id(item_id)
-        command = checks.update_item(
-            item_id=item_id,
-            name=data.name,
-            description=data.description,
-            expected_version=checks.check_expected_version(if_match),
-            default_location=service.default_location,
-            low_stock_threshold=data.low_stock_threshold,
+        command = spec.check(
+            _values(data),
+            item_id=check_item_id(item_id),
+            places=service.places,
+            expected_version=check_expected_version(if_match),
         )
-        return await self._submit(
-            request,
-            service,
-            command,
-            precheck=lambda: service.ensure_item_exists(item_id, EventType.ITEM_UPDATED),
-            prefer=prefer,
-            idempotency_key=idempotency_key,
-            if_match=if_match,
+        return await _submit(
+            request, service, command, prefer=prefer, idempotency_key=idempotency_key, if_match=if_match
         )
 
-    @delete(
-        "/{item_id:str}",
-        guards=[requires(Role.MANAGER)],
-        responses=WAITED,
-        status_code=202,
-        summary="Delete an item",
-    )
-    async def delete_item(
-        self,
+    return _route(spec, handler)
+
+
+def _bodiless_item_route(spec: CommandSpec) -> HTTPRouteHandler:
+    async def handler(
         request: Request[Principal, Any, Any],
         item_id: FromPath[str],
         service: NamedDependency[CommandService],
@@ -225,145 +197,27 @@ class CommandController(Controller):
         idempotency_key: IdempotencyHeader = None,
         if_match: IfMatchHeader = None,
     ) -> Response[bytes]:
-        item_id = checks.check_item_id(item_id)
-        command = checks.delete_item(
-            item_id=item_id,
-            expected_version=checks.check_expected_version(if_match),
-            default_location=service.default_location,
+        command = spec.check(
+            {}, item_id=check_item_id(item_id), places=service.places, expected_version=check_expected_version(if_match)
         )
-        return await self._submit(
-            request,
-            service,
-            command,
-            precheck=lambda: service.ensure_item_exists(item_id, EventType.ITEM_DELETED),
-            prefer=prefer,
-            idempotency_key=idempotency_key,
-            if_match=if_match,
+        return await _submit(
+            request, service, command, prefer=prefer, idempotency_key=idempotency_key, if_match=if_match
         )
 
-    @post(
-        "/{item_id:str}/adjust",
-        guards=[requires(Role.CLERK)],
-        responses=WAITED,
-        status_code=202,
-        summary="Adjust stock by a signed amount",
-    )
-    async def adjust_stock(
-        self,
-        request: Request[Principal, Any, Any],
-        item_id: FromPath[str],
-        data: JSONBody[AdjustStock],
-        service: NamedDependency[CommandService],
-        prefer: PreferHeader = None,
-        idempotency_key: IdempotencyHeader = None,
-        if_match: IfMatchHeader = None,
-    ) -> Response[bytes]:
-        item_id = checks.check_item_id(item_id)
-        command = checks.adjust_stock(
-            item_id=item_id,
-            quantity=data.quantity,
-            location=data.location,
-            reason=data.reason,
-            expected_version=checks.check_expected_version(if_match),
-            locations=service.locations,
-            default_location=service.default_location,
-        )
-        return await self._submit(
-            request,
-            service,
-            command,
-            precheck=lambda: service.ensure_item_exists(item_id, EventType.STOCK_ADJUSTED),
-            prefer=prefer,
-            idempotency_key=idempotency_key,
-            if_match=if_match,
-        )
+    return _route(spec, handler)
 
-    @post(
-        "/{item_id:str}/reserve",
-        guards=[requires(Role.CLERK)],
-        responses=WAITED,
-        status_code=202,
-        summary="Reserve stock",
-    )
-    async def reserve_stock(
-        self,
-        request: Request[Principal, Any, Any],
-        item_id: FromPath[str],
-        data: JSONBody[MoveStock],
-        service: NamedDependency[CommandService],
-        prefer: PreferHeader = None,
-        idempotency_key: IdempotencyHeader = None,
-        if_match: IfMatchHeader = None,
-    ) -> Response[bytes]:
-        return await self._move(
-            EventType.STOCK_RESERVED,
-            request,
-            item_id,
-            data,
-            service,
-            prefer,
-            idempotency_key,
-            if_match,
-        )
 
-    @post(
-        "/{item_id:str}/release",
-        guards=[requires(Role.CLERK)],
-        responses=WAITED,
-        status_code=202,
-        summary="Release reserved stock",
-    )
-    async def release_stock(
-        self,
-        request: Request[Principal, Any, Any],
-        item_id: FromPath[str],
-        data: JSONBody[MoveStock],
-        service: NamedDependency[CommandService],
-        prefer: PreferHeader = None,
-        idempotency_key: IdempotencyHeader = None,
-        if_match: IfMatchHeader = None,
-    ) -> Response[bytes]:
-        return await self._move(
-            EventType.STOCK_RELEASED,
-            request,
-            item_id,
-            data,
-            service,
-            prefer,
-            idempotency_key,
-            if_match,
-        )
-
-    async def _move(
-        self,
-        event_type: EventType,
-        request: Request[Principal, Any, Any],
-        item_id: FromPath[str],
-        data: JSONBody[MoveStock],
-        service: NamedDependency[CommandService],
-        prefer: str | None,
-        idempotency_key: str | None,
-        if_match: str | None,
-    ) -> Response[bytes]:
-        item_id = checks.check_item_id(item_id)
-        command = checks.move_stock(
-            event_type=event_type,
-            item_id=item_id,
-            quantity=data.quantity,
-            location=data.location,
-            expected_version=checks.check_expected_version(if_match),
-            locations=service.locations,
-            default_location=service.default_location,
-        )
-        return await self._submit(
-            request,
-            service,
-            command,
-            precheck=lambda: service.ensure_item_exists(item_id, event_type),
-            prefer=prefer,
-            idempotency_key=idempotency_key,
-            if_match=if_match,
-        )
+def command_routes() -> list[HTTPRouteHandler]:
+    """One JSON route per command of the catalogue."""
+    routes = []
+    for spec in COMMANDS:
+        if spec.creates_item:
+            routes.append(_new_item_route(spec))
+        elif spec.body is None:
+            routes.append(_bodiless_item_route(spec))
+        else:
+            routes.append(_item_route(spec))
+    return routes
 
 
 class CommandStatusController(Controller):
@@ -378,10 +232,11 @@ class CommandStatusController(Controller):
     )
     async def command_status(
         self, command_id: FromPath[str], status: NamedDependency[CommandStatus]
-    ) -> CommandStatusBody:
-        if not checks.UUID_PATTERN.match(command_id):
-            raise InvalidCommand([checks.FieldError("command_id", "must be a UUID")])
-        found = await status.get(command_id.lower())
+    ) -> CommandStatusView:
+        stored = normalise_uuid(command_id)
+        if stored is None:
+            raise InvalidCommand([FieldError("command_id", "must be a UUID")])
+        found = await status.get(stored)
         if found is None:
             raise ApiError(404, "no such command", details={"command_id": command_id})
-        return CommandStatusBody(**found)
+        return found

@@ -10,34 +10,34 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from typing import Any
 
 from app.cache.base import CacheUnavailable, ItemCache, ItemEntry
 from app.commands.store import CommandLookup
 from app.domain.events import CHANGES_TOPIC
+from app.domain.records import CommandStatusView, ItemChange, ItemView, OutcomeChange, OutcomeView, decode_change
 from app.domain.views import item_view
 from app.eventlog.base import EventLog, LogUnavailable
-from app.jsontext import json_object
 from app.reader import InventoryReader, ReadModelUnavailable
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
 LATEST_ITEMS = 10_000
-Outcome = dict[str, Any]
+# What a waiting client gets (app/commands/service.py imports this name).
+Outcome = OutcomeView
 
 
 class OutcomeWaiter:
     def __init__(self, event_log: EventLog, reader: InventoryReader) -> None:
         self._log = event_log
         self._reader = reader
-        self._waiting: dict[str, asyncio.Future[Outcome]] = {}
+        self._waiting: dict[str, asyncio.Future[OutcomeView]] = {}
         # The item's state from the change record that precedes its outcomes in the feed: what
         # a waiting client gets back. Several commands applied in one batch share the state
         # after the last of them.
-        self._latest_items: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
+        self._latest_items: OrderedDict[str, ItemView | None] = OrderedDict()
 
-    def expect(self, command_id: str) -> asyncio.Future[Outcome]:
+    def expect(self, command_id: str) -> asyncio.Future[OutcomeView]:
         """Register before publishing, so an outcome that comes back very fast is not missed."""
         future = self._waiting.get(command_id)
         if future is None:
@@ -48,36 +48,33 @@ class OutcomeWaiter:
     def forget(self, command_id: str) -> None:
         self._waiting.pop(command_id, None)
 
-    async def wait(self, command_id: str, timeout: float) -> Outcome | None:
+    async def wait(self, command_id: str, timeout: float) -> OutcomeView | None:
         future = self.expect(command_id)
         try:
             async with asyncio.timeout(timeout):
-                outcome = await asyncio.shield(future)
+                found = await asyncio.shield(future)
         except TimeoutError:
             return None
         finally:
             self.forget(command_id)
-        if (
-            outcome["status"] == "applied"
-            and outcome.get("item") is None
-            and not outcome["event_type"].endswith("deleted")
-        ):
+        outcome = found.outcome
+        if outcome.status == "applied" and found.item is None and not outcome.event_type.endswith("deleted"):
             with contextlib.suppress(ReadModelUnavailable):
-                outcome["item"] = await self._item_now(outcome["item_id"])
-        return outcome
+                return OutcomeView(outcome, await self._item_now(outcome.item_id))
+        return found
 
-    async def _item_now(self, item_id: str) -> dict[str, Any] | None:
+    async def _item_now(self, item_id: str) -> ItemView | None:
         item = await self._reader.item(item_id)
         return item_view(item) if item is not None and not item.deleted else None
 
-    def _remember(self, item_id: str, item: dict[str, Any] | None) -> None:
+    def _remember(self, item_id: str, item: ItemView | None) -> None:
         self._latest_items[item_id] = item
         self._latest_items.move_to_end(item_id)
         if len(self._latest_items) > LATEST_ITEMS:
             self._latest_items.popitem(last=False)
 
-    def _resolve(self, outcome: Outcome) -> None:
-        future = self._waiting.get(outcome["command_id"])
+    def _resolve(self, outcome: OutcomeView) -> None:
+        future = self._waiting.get(outcome.outcome.command_id)
         if future is not None and not future.done():
             future.set_result(outcome)
 
@@ -93,12 +90,11 @@ class OutcomeWaiter:
                     for record in await consumer.fetch(1000, timeout=1.0):
                         if record.value is None or not self._waiting:
                             continue  # nobody waits: no need to read it
-                        change = json_object(record.value)
-                        if change.get("kind") == "outcome":
-                            change["item"] = self._latest_items.get(change["item_id"])
-                            self._resolve(change)
-                        elif change.get("kind") == "item":
-                            self._remember(change["item_id"], change.get("item"))
+                        change = decode_change(record.value)
+                        if isinstance(change, OutcomeChange):
+                            self._resolve(OutcomeView(change, self._latest_items.get(change.item_id)))
+                        elif isinstance(change, ItemChange):
+                            self._remember(change.item_id, change.item)
             except LogUnavailable as exc:
                 log.info("change feed unavailable for waiters, polling the database: %s", exc)
                 await asyncio.sleep(1.0)
@@ -112,12 +108,8 @@ class OutcomeWaiter:
                 with contextlib.suppress(ReadModelUnavailable):
                     outcome = await self._reader.outcome(command_id)
                     if outcome is not None:
-                        if outcome["status"] == "applied":
-                            outcome["item"] = await self._item_now(outcome["item_id"])
-                        self._resolve(outcome)
-
-
-STATUS_KEYS = ("command_id", "status", "reason", "item_id", "version", "submitted_at", "processed_at")
+                        item = await self._item_now(outcome.item_id) if outcome.status == "applied" else None
+                        self._resolve(OutcomeView(outcome, item))
 
 
 class CommandStatus:
@@ -128,29 +120,34 @@ class CommandStatus:
         self._cache = cache
         self._lookup = lookup
 
-    async def get(self, command_id: str) -> dict[str, Any] | None:
+    async def get(self, command_id: str) -> CommandStatusView | None:
         outcome = await self._cached_outcome(command_id)
         if outcome is None:
             with contextlib.suppress(ReadModelUnavailable):
                 outcome = await self._reader.outcome(command_id)
-                if outcome is not None and outcome["status"] == "applied":
-                    await self._catch_cache_up(outcome["item_id"])
+                if outcome is not None and outcome.status == "applied":
+                    await self._catch_cache_up(outcome.item_id)
         if outcome is not None:
-            view = {key: outcome.get(key) for key in STATUS_KEYS}
-            if view["reason"] is None:
-                del view["reason"]
-            return view
+            return CommandStatusView(
+                command_id=outcome.command_id,
+                status=outcome.status,
+                item_id=outcome.item_id,
+                submitted_at=outcome.submitted_at,
+                reason=outcome.reason,
+                version=outcome.version,
+                processed_at=outcome.processed_at,
+            )
         accepted = await self._lookup.get(command_id)
         if accepted is None or accepted.state == "failed":
             return None
-        return {
-            "command_id": accepted.command_id,
-            "status": "pending",
-            "item_id": accepted.item_id,
-            "submitted_at": accepted.submitted_at,
-        }
+        return CommandStatusView(
+            command_id=accepted.command_id,
+            status="pending",
+            item_id=accepted.item_id,
+            submitted_at=accepted.submitted_at,
+        )
 
-    async def _cached_outcome(self, command_id: str) -> dict[str, Any] | None:
+    async def _cached_outcome(self, command_id: str) -> OutcomeChange | None:
         try:
             return await self._cache.get_outcome(command_id)
         except CacheUnavailable:

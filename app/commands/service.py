@@ -7,6 +7,11 @@ The order of writes is what makes the promise "never lost, never applied twice" 
 * with a key: record first (the key is the lock), publish, then store the answer. A retry
   finds the record and either returns the stored answer or publishes the *same* event again,
   which the listener drops as a duplicate by its event id.
+
+It speaks the domain: ``submit`` returns a typed result or raises a refusal from
+app/commands/errors.py (or LogUnavailable, or InvalidCommand); the HTTP edge
+(app/commands/edge.py) turns those into answers and hands the exact bytes back with
+``keep_reply`` so a retry gets the very same answer.
 """
 
 from __future__ import annotations
@@ -16,19 +21,18 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import msgspec
 
 from app.clock import utc_now
+from app.commands.errors import IdempotencyKeyReused, SkuTaken, UnknownItem
 from app.commands.outcomes import Outcome, OutcomeWaiter
 from app.commands.store import AcceptedCommand, CommandLookup, CommandStore, IdempotencyKeyTaken
-from app.domain.commands import CommandRequest
-from app.domain.events import Event, EventType, ItemCreatedData, encode_event
+from app.domain.catalogue import BY_EVENT_TYPE, CommandRequest, Places
+from app.domain.events import Event, EventType, encode_event
+from app.domain.records import ItemView
 from app.eventlog.base import EventLog, LogUnavailable, Message
-from app.http.errors import ApiError, error_body, unavailable
 from app.logs import command_id_var
 from app.metrics import COMMANDS_ACCEPTED, COMMANDS_REFUSED
 from app.reader import InventoryReader, ReadModelUnavailable
@@ -40,7 +44,6 @@ REQUEST_ID_REPLAY_SECONDS = 5 * 60
 MAX_WAIT_SECONDS = 30.0
 LIVE_CACHE_SECONDS = 5.0
 LIVE_CACHE_SIZE = 100_000
-_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(frozen=True)
@@ -52,17 +55,58 @@ class Submission:
     wait_seconds: float = 0.0
     idempotency_key: str | None = None
     key_lifetime: float = IDEMPOTENCY_KEY_SECONDS
-    # Fast rejections (404, 409) for a new command; a retry of an answered one skips them.
-    precheck: Callable[[], Awaitable[None]] | None = None
+    # Fast rejections (unknown item, SKU taken) for a new command; a retry of an answered one
+    # skips them.
+    precheck: bool = True
+
+
+# --- what submitting a command ends in ----------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Reply:
-    """An HTTP answer kept as bytes, so a retry gets exactly the same one."""
+class Accepted:
+    """Durably in the log; its outcome is not known yet (follow ``status_url``)."""
+
+    command_id: str
+    item_id: str
+
+    @property
+    def status_url(self) -> str:
+        return status_url(self.command_id)
+
+
+@dataclass(frozen=True)
+class CommandApplied:
+    """Applied while the client waited: the item as it is now (None after a delete)."""
+
+    command_id: str
+    item_id: str
+    event_type: str
+    item: ItemView | None
+    version: int | None
+    processed_at: str | None
+
+
+@dataclass(frozen=True)
+class CommandRejected:
+    """Rejected by the listener while the client waited."""
+
+    command_id: str
+    item_id: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class AnsweredBefore:
+    """A retry of an answered command: the answer the edge kept, byte for byte."""
 
     status: int
     headers: dict[str, str]
     body: bytes
+
+
+CommandResult = Accepted | CommandApplied | CommandRejected | AnsweredBefore
 
 
 def request_fingerprint(method: str, path: str, body: bytes, if_match: str | None) -> str:
@@ -91,12 +135,13 @@ class CommandService:
     ) -> None:
         self.locations = locations
         self.default_location = default_location
+        self.places = Places(locations, default_location)
         self._log = event_log
         self._store = store
         self._lookup = lookup
         self._reader = reader
         self._waiter = waiter
-        self._in_flight: dict[str, asyncio.Future[Reply]] = {}
+        self._in_flight: dict[str, asyncio.Future[CommandResult]] = {}
         # Items seen alive a moment ago: the fast 404 is only a courtesy (the listener decides),
         # so a few seconds of staleness are harmless and save a read on every stock command.
         self._recently_live: dict[str, float] = {}
@@ -104,7 +149,7 @@ class CommandService:
     # --- fast rejections, no round trip through the log ---------------------------------
 
     async def ensure_item_exists(self, item_id: str, event_type: EventType) -> None:
-        """404 for an item that does not exist, but never for one whose create is still pending."""
+        """UnknownItem for an item that does not exist, but never for one whose create is still pending."""
         if self._recently_live.get(item_id, 0.0) > time.monotonic():
             return
         try:
@@ -118,8 +163,8 @@ class CommandService:
             return
         if state is None and await self._pending_create(item_id=item_id):
             return
-        COMMANDS_REFUSED.labels(event_type.value, "unknown_item").inc()
-        raise ApiError(404, "no such item", details={"item_id": item_id, "reason": "unknown_item"})
+        COMMANDS_REFUSED.labels(event_type.value, UnknownItem.reason).inc()
+        raise UnknownItem(item_id)
 
     async def ensure_sku_free(self, sku: str) -> None:
         try:
@@ -127,8 +172,15 @@ class CommandService:
         except ReadModelUnavailable:
             taken = False
         if taken or await self._pending_create(sku=sku):
-            COMMANDS_REFUSED.labels(EventType.ITEM_CREATED.value, "duplicate_sku").inc()
-            raise ApiError(409, f"sku {sku!r} is already taken", details={"sku": sku, "reason": "duplicate_sku"})
+            COMMANDS_REFUSED.labels(EventType.ITEM_CREATED.value, SkuTaken.reason).inc()
+            raise SkuTaken(sku)
+
+    async def _precheck(self, command: CommandRequest) -> None:
+        sku = _created_sku(command)
+        if sku is not None:
+            await self.ensure_sku_free(sku)
+        else:
+            await self.ensure_item_exists(command.item_id, command.event_type)
 
     async def _pending_create(self, *, item_id: str | None = None, sku: str | None = None) -> bool:
         for accepted in await self._lookup.pending_creates(item_id=item_id, sku=sku):
@@ -142,12 +194,12 @@ class CommandService:
 
     # --- accepting ------------------------------------------------------------------------
 
-    async def submit(self, submission: Submission) -> Reply:
+    async def submit(self, submission: Submission) -> CommandResult:
         key = submission.idempotency_key
         if key is not None:
             return await self._submit_with_key(submission, key)
-        if submission.precheck is not None:
-            await submission.precheck()
+        if submission.precheck:
+            await self._precheck(submission.command)
         accepted = self._new_command(submission)
         await self._publish(accepted, submission)
         COMMANDS_ACCEPTED.labels(accepted.event_type).inc()
@@ -156,15 +208,19 @@ class CommandService:
         except Exception:
             # The event is durably in the log and will be applied: the client must hear so.
             log.exception("accepted command %s could not be recorded", accepted.command_id)
-        return await self._answer(accepted, submission)
+        return await self._result(accepted, submission)
 
-    async def _submit_with_key(self, submission: Submission, key: str) -> Reply:
+    async def keep_reply(self, command_id: str, status: int, headers: dict[str, str], body: bytes) -> None:
+        """The edge's answer to a command sent with a key: what every retry gets back."""
+        await self._store.save_response(command_id, status, headers, body)
+
+    async def _submit_with_key(self, submission: Submission, key: str) -> CommandResult:
         while True:
             existing = await self._store.by_idempotency_key(submission.actor, key)
             if existing is not None:
                 return await self._replay(existing, submission)
-            if submission.precheck is not None:
-                await submission.precheck()
+            if submission.precheck:
+                await self._precheck(submission.command)
             accepted = self._new_command(submission, key=key, state="publishing")
             try:
                 await self._store.record(accepted)
@@ -173,20 +229,19 @@ class CommandService:
             break
         return await self._complete(accepted, submission)
 
-    async def _complete(self, accepted: AcceptedCommand, submission: Submission) -> Reply:
-        """Publish a recorded command and store the answer, once per process at a time."""
+    async def _complete(self, accepted: AcceptedCommand, submission: Submission) -> CommandResult:
+        """Publish a recorded command, once per process at a time."""
         running = self._in_flight.get(accepted.command_id)
         if running is not None:
             return await asyncio.shield(running)
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
         self._in_flight[accepted.command_id] = future
         try:
             await self._publish(accepted, submission)
             COMMANDS_ACCEPTED.labels(accepted.event_type).inc()
-            reply = await self._answer(accepted, submission)
-            await self._store.save_response(accepted.command_id, reply.status, reply.headers, reply.body)
-            future.set_result(reply)
-            return reply
+            result = await self._result(accepted, submission)
+            future.set_result(result)
+            return result
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved here: nobody else may be waiting
@@ -194,15 +249,11 @@ class CommandService:
         finally:
             del self._in_flight[accepted.command_id]
 
-    async def _replay(self, existing: AcceptedCommand, submission: Submission) -> Reply:
+    async def _replay(self, existing: AcceptedCommand, submission: Submission) -> CommandResult:
         if existing.request_hash != submission.request_hash:
-            raise ApiError(
-                422,
-                "this idempotency key was used with a different request",
-                details={"command_id": existing.command_id},
-            )
+            raise IdempotencyKeyReused(existing.command_id)
         if existing.response_status is not None and existing.response_body is not None:
-            return Reply(existing.response_status, existing.response_headers or {}, existing.response_body)
+            return AnsweredBefore(existing.response_status, existing.response_headers or {}, existing.response_body)
         # Recorded but never answered (a crash, or the log was down): publish the same event
         # again. If the first attempt did reach the log, the listener drops this copy.
         return await self._complete(existing, submission)
@@ -231,7 +282,7 @@ class CommandService:
             command_id=event.command_id,
             item_id=event.item_id,
             event_type=event.event_type.value,
-            sku=command.data.sku if isinstance(command.data, ItemCreatedData) else None,
+            sku=_created_sku(command),
             actor=submission.actor,
             request_id=submission.request_id,
             submitted_at=event.occurred_at,
@@ -253,28 +304,17 @@ class CommandService:
         except LogUnavailable:
             self._waiter.forget(accepted.command_id)
             COMMANDS_REFUSED.labels(accepted.event_type, "unavailable").inc()
-            log.warning("event log unavailable: answered 503 for command %s", accepted.command_id)
+            log.warning("event log unavailable: refused command %s", accepted.command_id)
             if accepted.idem_key is not None:
                 await self._store.set_state(accepted.command_id, "failed")
-            raise unavailable("the event log is unavailable; nothing was accepted, retry later") from None
+            raise
 
-    # --- answering ------------------------------------------------------------------------
-
-    async def _answer(self, accepted: AcceptedCommand, submission: Submission) -> Reply:
-        location = status_url(accepted.command_id)
-        headers = {"Location": location, "X-Command-ID": accepted.command_id}
+    async def _result(self, accepted: AcceptedCommand, submission: Submission) -> CommandResult:
         if submission.wait_seconds > 0:
             outcome = await self._waiter.wait(accepted.command_id, min(submission.wait_seconds, MAX_WAIT_SECONDS))
-            headers["Preference-Applied"] = f"wait={_seconds(submission.wait_seconds)}"
             if outcome is not None:
-                return _outcome_reply(outcome, headers)
-        body = {
-            "command_id": accepted.command_id,
-            "item_id": accepted.item_id,
-            "status": "pending",
-            "status_url": location,
-        }
-        return Reply(202, headers, _encode(body))
+                return _decided(outcome)
+        return Accepted(accepted.command_id, accepted.item_id)
 
 
 class _EventId(msgspec.Struct):
@@ -288,25 +328,25 @@ def _event_id(accepted: AcceptedCommand) -> str:
     return _read_event_id(accepted.event).event_id
 
 
-def _seconds(value: float) -> str:
-    return str(int(value)) if value == int(value) else str(value)
+def _created_sku(command: CommandRequest) -> str | None:
+    if not BY_EVENT_TYPE[command.event_type].creates_item:
+        return None
+    sku = getattr(command.data, "sku", None)
+    return sku if isinstance(sku, str) else None
 
 
-def _outcome_reply(outcome: Outcome, headers: dict[str, str]) -> Reply:
-    command_id = outcome["command_id"]
-    if outcome["status"] == "applied":
-        item: Any = outcome.get("item")
-        if outcome["event_type"] == EventType.ITEM_CREATED.value and item is not None:
-            headers = {**headers, "Location": f"/api/v1/inventory/items/{item['id']}"}
-            return Reply(201, headers, _encode(item))
-        if item is None:  # a delete: nothing left to show but the outcome
-            item = {k: outcome.get(k) for k in ("command_id", "status", "item_id", "version", "processed_at")}
-        return Reply(200, headers, _encode(item))
-    reason = outcome.get("reason") or "invalid"
-    status = 404 if reason == "unknown_item" else 409
-    body = error_body(
-        "CommandRejected",
-        outcome.get("message") or reason,
-        {"command_id": command_id, "reason": reason, "status_url": status_url(command_id)},
+def _decided(view: Outcome) -> CommandApplied | CommandRejected:
+    outcome = view.outcome
+    if outcome.status == "applied":
+        return CommandApplied(
+            command_id=outcome.command_id,
+            item_id=outcome.item_id,
+            event_type=outcome.event_type,
+            item=view.item,
+            version=outcome.version,
+            processed_at=outcome.processed_at,
+        )
+    reason = outcome.reason or "invalid"
+    return CommandRejected(
+        command_id=outcome.command_id, item_id=outcome.item_id, reason=reason, message=outcome.message or reason
     )
-    return Reply(status, headers, _encode(body))

@@ -6,11 +6,9 @@ command does to them, and writes the answer.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-SKU_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 NAME_MAX = 200
 DESCRIPTION_MAX = 2000
 REASON_MAX = 200

@@ -68,7 +68,7 @@ def _append(batch: Any, m: Message) -> bool:
 
 
 class KafkaEventLog:
-    """Topic names are the logical ones of DESIGN §4; ``topic_prefix`` puts a whole deployment
+    """Topic names are the logical ones of app/domain/events.py; ``topic_prefix`` puts a whole deployment
     (or a test) in a namespace of its own on a shared cluster."""
 
     def __init__(self, bootstrap: str, *, client_id: str, publish_timeout: float = 5.0, topic_prefix: str = "") -> None:

@@ -1,4 +1,4 @@
-"""The topics the application creates at start-up (DESIGN §4)."""
+"""The topics the application creates at start-up (names in app/domain/events.py)."""
 
 from app.domain.events import CHANGES_TOPIC, DLQ_TOPIC, ITEMS_TOPIC, STOCK_TOPIC
 from app.eventlog.base import TopicSpec

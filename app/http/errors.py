@@ -1,13 +1,15 @@
-"""One error shape for every role: ``{"error","message","details"}`` (DESIGN §3)."""
+"""One error shape for every role: ``{"error","message","details"}``; pages and their forms get
+the same errors as HTML (a login redirect, or a short message htmx can show)."""
 
 from __future__ import annotations
 
 import html
 import logging
 import re
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -17,7 +19,7 @@ from litestar.exceptions import (
 )
 from litestar.types import ExceptionHandlersMap
 
-from app.domain.commands import FieldError, InvalidCommand
+from app.domain.catalogue import FieldError, InvalidCommand
 from app.reader import ReadModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,19 @@ CODES = {
     500: "InternalError",
     503: "ServiceUnavailable",
 }
+
+
+class FieldProblem(msgspec.Struct):
+    field: str
+    message: str
+
+
+class ErrorBody(msgspec.Struct):
+    """The one error shape of every role."""
+
+    error: Annotated[str, msgspec.Meta(description="machine-readable code, e.g. ValidationError")]
+    message: Annotated[str, msgspec.Meta(description="human text")]
+    details: list[FieldProblem] | dict[str, Any] | None = None
 
 
 class ApiError(Exception):
@@ -76,7 +91,7 @@ def _response(
     return Response(content=error_body(error, message, details), status_code=status, headers=headers)
 
 
-def _api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
+def respond_with_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
     if not _is_api(request):
         return _html(request, exc.status, exc.message, exc.headers)
     return _response(exc.status, exc.error, exc.message, exc.details, exc.headers)
@@ -163,7 +178,7 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
-    ApiError: _api_error,
+    ApiError: respond_with_error,
     InvalidCommand: _invalid_command,
     ReadModelUnavailable: _read_model,
     ValidationException: _validation,

@@ -13,16 +13,12 @@ from typing import Any
 from litestar import Litestar
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, Parameter, Reference, Schema
 
-from app.domain.model import DESCRIPTION_MAX, MAX_COMMAND_QUANTITY, NAME_MAX, REASON_MAX
+from app.domain.catalogue import COMMANDS, Places, body_types
+from app.domain.rules import SKU_REGEX, UUID_REGEX
 from app.reader import SORTS
 from app.settings import Settings
 
-UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
-SOME_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*[^\s\x00-\x08\x0b\x0c\x0e-\x1f\x7f][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
-SKU = r"^[A-Za-z0-9._-]{1,64}$"
 IF_MATCH = r'^(\*|(W/)?"?[0-9]{1,18}"?)$'
-UNITS = {"minimum": 1, "maximum": MAX_COMMAND_QUANTITY}
 STREAM = (
     "events `item` (an item's new state, or deleted), `outcome` (a command applied or rejected) and `reset` "
     "(reload: missed changes are gone); data is JSON, the event id is the commit sequence"
@@ -30,38 +26,27 @@ STREAM = (
 
 
 def _body_rules(settings: Settings) -> dict[str, dict[str, dict[str, Any]]]:
-    location = {"enum": list(settings.locations)}
-    name = {"min_length": 1, "max_length": NAME_MAX, "pattern": SOME_TEXT}
-    description = {"max_length": DESCRIPTION_MAX, "pattern": NO_CONTROL}
-    threshold = {"minimum": 0, "maximum": MAX_COMMAND_QUANTITY}
-    return {
-        "CreateItem": {
-            "sku": {"pattern": SKU, "min_length": 1, "max_length": 64},
-            "name": name,
-            "description": description,
-            "quantity": {"minimum": 0, "maximum": MAX_COMMAND_QUANTITY},
-            "location": location,
-            "low_stock_threshold": threshold,
-        },
-        "UpdateItem": {"name": name, "description": description, "low_stock_threshold": threshold},
-        "AdjustStock": {
-            "quantity": {
-                "minimum": -MAX_COMMAND_QUANTITY,
-                "maximum": MAX_COMMAND_QUANTITY,
-                "schema_not": Schema(const=0),
-            },
-            "location": location,
-            "reason": {"max_length": REASON_MAX, "pattern": NO_CONTROL},
-        },
-        "MoveStock": {"quantity": UNITS, "location": location},
-    }
+    """Each command body's field rules, as the catalogue declares them."""
+    places = Places(settings.locations, settings.default_location)
+    rules: dict[str, dict[str, dict[str, Any]]] = {}
+    for spec in COMMANDS:
+        if spec.body is not None:
+            rules[spec.body.__name__] = {name: _keywords(rule.schema(places)) for name, rule in spec.fields.items()}
+    return rules
+
+
+def _keywords(rule: dict[str, Any]) -> dict[str, Any]:
+    if "not_const" in rule:
+        rule = {**rule, "schema_not": Schema(const=rule["not_const"])}
+        del rule["not_const"]
+    return rule
 
 
 def _parameter_rules(settings: Settings) -> dict[str, dict[str, Any]]:
     return {
-        "item_id": {"pattern": UUID},
-        "command_id": {"pattern": UUID},
-        "sku": {"pattern": SKU},
+        "item_id": {"pattern": UUID_REGEX},
+        "command_id": {"pattern": UUID_REGEX},
+        "sku": {"pattern": SKU_REGEX},
         "If-Match": {"pattern": IF_MATCH},
         "Idempotency-Key": {"pattern": r"^[\x21-\x7e]{1,255}$"},
         "q": {"max_length": 100},
@@ -82,7 +67,9 @@ def _constrain(schema: Schema | Reference | None, rule: dict[str, Any]) -> None:
         setattr(schema, attribute, value)
 
 
-def document_rules(app: Litestar, settings: Settings, closed_bodies: tuple[type, ...]) -> None:
+def document_rules(app: Litestar, settings: Settings, closed_bodies: tuple[type, ...] = ()) -> None:
+    """Write the catalogue's field rules into the document; every command body (and each of
+    ``closed_bodies``) refuses unknown fields."""
     document = app.openapi_schema
     schemas = document.components.schemas or {}
     for component, fields in _body_rules(settings).items():
@@ -91,7 +78,7 @@ def document_rules(app: Litestar, settings: Settings, closed_bodies: tuple[type,
             continue
         for field, rule in fields.items():
             _constrain(schema.properties.get(field), rule)
-    for struct in closed_bodies:
+    for struct in (*body_types(), *closed_bodies):
         if (schema := schemas.get(struct.__name__)) is not None:
             schema.additional_properties = False
     parameter_rules = _parameter_rules(settings)

@@ -16,9 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.auth.tokens import TokenService
 from app.auth.users import UserStore
-from app.commands.schemas import ErrorBody
 from app.http.auth import PUBLIC
-from app.http.errors import ApiError
+from app.http.errors import ApiError, ErrorBody
 
 # name -> {"status": "ok" | "degraded" | "down", ...details}
 ReadinessCheck = Callable[[], Awaitable[dict[str, dict[str, Any]]]]

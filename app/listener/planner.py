@@ -7,18 +7,11 @@ writes the plan with version guards; the consumer loop decides about retries.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from app.domain import model
-from app.domain.events import (
-    Event,
-    EventType,
-    ItemCreatedData,
-    ItemUpdatedData,
-    StockAdjustedData,
-    StockMovedData,
-)
+from app.domain.catalogue import BY_EVENT_TYPE, DecisionContext
+from app.domain.events import Event, EventType
 from app.domain.model import Applied, Decision, Item, Reason, Rejected, StockLevel
+from app.domain.records import ItemChange, OutcomeChange
 from app.domain.views import item_view
 from app.eventlog.base import TopicPartition
 
@@ -72,20 +65,19 @@ class Outcome:
     actor: str
     submitted_at: str
 
-    def change_payload(self, processed_at: str) -> dict[str, Any]:
-        return {
-            "kind": "outcome",
-            "command_id": self.command_id,
-            "item_id": self.item_id,
-            "event_type": self.event_type,
-            "location": self.location,
-            "status": self.status,
-            "reason": self.reason,
-            "message": self.message,
-            "version": self.version,
-            "submitted_at": self.submitted_at,
-            "processed_at": processed_at,
-        }
+    def change(self, processed_at: str) -> OutcomeChange:
+        return OutcomeChange(
+            command_id=self.command_id,
+            item_id=self.item_id,
+            event_type=self.event_type,
+            location=self.location,
+            status=self.status,
+            reason=self.reason,
+            message=self.message,
+            version=self.version,
+            submitted_at=self.submitted_at,
+            processed_at=processed_at,
+        )
 
 
 @dataclass
@@ -106,17 +98,16 @@ class Plan:
     def touched_items(self) -> list[Item]:
         return [*self.new_items.values(), *(item for item, _ in self.changed_items.values())]
 
-    def item_changes(self) -> list[dict[str, Any]]:
+    def item_changes(self) -> list[ItemChange]:
         """One change record per item touched, with its final state in this batch."""
         return [
-            {
-                "kind": "item",
-                "item_id": item.id,
-                "version": item.version,
-                "created": item.id in self.new_items,
-                "deleted": item.deleted,
-                "item": None if item.deleted else item_view(item),
-            }
+            ItemChange(
+                item_id=item.id,
+                version=item.version,
+                created=item.id in self.new_items,
+                deleted=item.deleted,
+                item=None if item.deleted else item_view(item),
+            )
             for item in self.touched_items
         ]
 
@@ -183,52 +174,9 @@ class Planner:
             self._drain_parked(event.item_id)
 
     def _decide(self, event: Event) -> Decision:
-        item = self._items.get(event.item_id)
-        data = event.data
-        expected, now = event.expected_version, self._now
-        match event.event_type:
-            case EventType.ITEM_CREATED:
-                assert isinstance(data, ItemCreatedData)
-                return model.create_item(
-                    existing=item,
-                    sku_owner=self._sku_owners.get(data.sku),
-                    item_id=event.item_id,
-                    sku=data.sku,
-                    name=data.name,
-                    description=data.description,
-                    quantity=data.quantity,
-                    location=event.location,
-                    now=self._now,
-                    low_stock_threshold=data.low_stock_threshold,
-                )
-            case EventType.ITEM_UPDATED:
-                assert isinstance(data, ItemUpdatedData)
-                return model.update_item(
-                    item,
-                    name=data.name,
-                    description=data.description,
-                    expected_version=expected,
-                    now=now,
-                    low_stock_threshold=data.low_stock_threshold,
-                )
-            case EventType.ITEM_DELETED:
-                return model.delete_item(item, expected_version=expected, now=now)
-            case EventType.STOCK_ADJUSTED:
-                assert isinstance(data, StockAdjustedData)
-                return model.adjust_stock(
-                    item, location=event.location, delta=data.quantity, expected_version=expected, now=now
-                )
-            case EventType.STOCK_RESERVED:
-                assert isinstance(data, StockMovedData)
-                return model.reserve_stock(
-                    item, location=event.location, quantity=data.quantity, expected_version=expected, now=now
-                )
-            case EventType.STOCK_RELEASED:
-                assert isinstance(data, StockMovedData)
-                return model.release_stock(
-                    item, location=event.location, quantity=data.quantity, expected_version=expected, now=now
-                )
-        raise AssertionError(f"unhandled event type {event.event_type}")
+        spec = BY_EVENT_TYPE[event.event_type]
+        context = DecisionContext(now=self._now, sku_owner=self._sku_owners.get)
+        return spec.decide(self._items.get(event.item_id), event, context)
 
     def _record(self, event: Event, applied: Applied) -> None:
         item = applied.item
@@ -246,7 +194,7 @@ class Planner:
         if level is not None:
             key = (item.id, level.location)
             self.plan.levels[key] = (level, self._level_bases.get(key))
-        note = event.data.reason if isinstance(event.data, StockAdjustedData) else None
+        note = BY_EVENT_TYPE[event.event_type].note(event)
         self.plan.history.append(
             HistoryRow(
                 item_id=item.id,

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 from app.cache.base import CacheUnavailable, ItemCache, ItemEntry, entries_from_changes
 from app.domain.events import CHANGES_TOPIC
+from app.domain.records import Change, decode_change
 from app.domain.views import item_view
 from app.eventlog.base import EventLog, LogUnavailable, Message
-from app.jsontext import change_record, json_object
+from app.jsontext import change_record
 from app.listener.store import InventoryStore
 from app.metrics import OUTBOX_BACKLOG
 
@@ -69,12 +69,12 @@ class OutboxRelay:
             OUTBOX_BACKLOG.set(len(rows) if len(rows) < PAGE else await self._store.unsent_count())
             if not rows:
                 return
-            changes: list[dict[str, Any]] = [json_object(payload) for _, payload in rows]
+            changes: list[Change] = [decode_change(payload) for _, payload in rows]
             await self._refresh_cache(changes)
             try:
                 await self._log.publish(
                     [
-                        change_message(seq, payload, change["item_id"])
+                        change_message(seq, payload, change.item_id)
                         for (seq, payload), change in zip(rows, changes, strict=True)
                     ]
                 )
@@ -87,7 +87,7 @@ class OutboxRelay:
             await self._store.mark_sent(rows[-1][0])
             self.published_seq = rows[-1][0]
 
-    async def _refresh_cache(self, changes: list[dict[str, Any]]) -> None:
+    async def _refresh_cache(self, changes: list[Change]) -> None:
         items, outcomes = entries_from_changes(changes)
         try:
             await self._cache.put_items(items)

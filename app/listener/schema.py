@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS stock_levels (
     version INTEGER NOT NULL,
     updated_at TEXT NOT NULL,
     PRIMARY KEY (item_id, location),
-    -- The invariant of DESIGN §2, enforced by the database as a last line of defence.
+    -- The invariant of app/domain/model.py, enforced by the database as a last line of defence.
     CHECK (reserved >= 0 AND reserved <= quantity)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS stock_levels_location ON stock_levels (location, item_id);
@@ -95,7 +95,7 @@ CREATE TABLE IF NOT EXISTS consumer_positions (
     PRIMARY KEY (topic, partition)
 ) WITHOUT ROWID;
 
--- Stock events that overtook their item's create wait here (bounded, DESIGN §5).
+-- Stock events that overtook their item's create wait here (bounded: INVENTORY_ORPHAN_WAIT, see docs/architecture.md).
 CREATE TABLE IF NOT EXISTS parked_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     item_id TEXT NOT NULL,

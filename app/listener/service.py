@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from app.clock import to_rfc3339, utc_now
-from app.domain.events import COMMAND_TOPICS, DLQ_TOPIC, REPLAY_HEADER, Event, PoisonMessage, decode_event
+from app.domain.catalogue import decode_event
+from app.domain.events import COMMAND_TOPICS, DLQ_TOPIC, REPLAY_HEADER, Event, PoisonMessage
 from app.eventlog.base import EventConsumer, EventLog, LogUnavailable, Message, Record, TopicPartition
 from app.eventlog.topics import LISTENER_GROUP
 from app.listener.planner import Planner

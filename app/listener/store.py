@@ -20,11 +20,12 @@ from typing import Any
 import aiosqlite
 
 from app.clock import utc_now
-from app.domain.events import Event, PoisonMessage, decode_event
+from app.domain.catalogue import decode_event
+from app.domain.events import Event, PoisonMessage
 from app.domain.model import Item
+from app.domain.records import Change, encode_text
 from app.eventlog.base import Headers, TopicPartition
 from app.item_rows import ITEM_COLUMNS, ITEMS_BY_IDS, LEVELS_BY_IDS, assemble_items
-from app.jsontext import json_text
 from app.listener.planner import Loaded, ParkedEvent, Plan
 from app.listener.schema import open_writer
 
@@ -250,10 +251,10 @@ class InventoryStore:
                     [(p.event.item_id, p.event.event_id, p.value, now, p.deadline) for p in plan.parked],
                 )
                 await conn.executemany("DELETE FROM parked_events WHERE id = ?", [(pid,) for pid in plan.unparked])
-                changes = [*plan.item_changes(), *(o.change_payload(now) for o in plan.outcomes)]
+                changes: list[Change] = [*plan.item_changes(), *(o.change(now) for o in plan.outcomes)]
                 await conn.executemany(
                     "INSERT INTO changes (kind, item_id, payload, created_at) VALUES (?, ?, ?, ?)",
-                    [(c["kind"], c["item_id"], json_text(c), now) for c in changes],
+                    [(c.kind, c.item_id, encode_text(c), now) for c in changes],
                 )
                 await conn.executemany(
                     'INSERT OR IGNORE INTO dead_letters (topic, partition, "offset", key, value, headers, error, '

@@ -11,7 +11,8 @@ import uuid
 from dataclasses import dataclass
 
 from app.clock import utc_now
-from app.domain.events import Event, EventType, ItemCreatedData, StockAdjustedData, encode_event
+from app.domain.catalogue import ItemCreatedData, StockAdjustedData
+from app.domain.events import Event, EventType, encode_event
 from app.eventlog.base import EventLog, Message
 from app.eventlog.topics import TOPICS
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from litestar import Controller, get
@@ -11,11 +11,11 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, Parameter
 
 from app.auth.roles import Role
-from app.commands.schemas import ErrorBody
-from app.domain.commands import FieldError, InvalidCommand, check_item_id
-from app.domain.model import SKU_PATTERN
+from app.domain import rules
+from app.domain.catalogue import FieldError, InvalidCommand, check_item_id
+from app.domain.records import HistoryEntry, ItemView, StockView
 from app.http.auth import requires
-from app.http.errors import ApiError
+from app.http.errors import ApiError, ErrorBody
 from app.queries.service import ItemNotFound, QueryService
 from app.reader import SORTS
 from app.settings import Settings
@@ -28,63 +28,12 @@ NOT_FOUND = {
 }
 
 
-class LevelBody(msgspec.Struct):
-    location: str
-    quantity: int
-    reserved: int
-    available: int
-    version: int
-    updated_at: str
-
-
-class ItemBody(msgspec.Struct):
-    id: str
-    sku: str
-    name: str
-    description: str
-    quantity: int
-    reserved: int
-    available: int
-    version: int
-    created_at: str
-    updated_at: str
-    low_stock_threshold: int | None
-    locations: list[LevelBody]
-
-
-class StockBody(msgspec.Struct):
-    id: str
-    sku: str
-    quantity: int
-    reserved: int
-    available: int
-    version: int
-    updated_at: str
-    locations: list[LevelBody]
-
-
 class ItemPageBody(msgspec.Struct):
-    items: list[ItemBody]
+    items: list[ItemView]
     total: int
     page: int
     page_size: int
     total_pages: int
-
-
-class HistoryEntry(msgspec.Struct):
-    id: int
-    type: str
-    location: str | None
-    quantity_delta: int
-    reserved_delta: int
-    quantity_after: int | None
-    reserved_after: int | None
-    version: int
-    actor: str
-    command_id: str
-    note: str | None
-    occurred_at: str
-    applied_at: str
 
 
 class HistoryBody(msgspec.Struct):
@@ -97,20 +46,16 @@ def _not_found(what: str) -> ApiError:
     return ApiError(404, "no such item", details={"item": what})
 
 
-def _item(view: dict[str, Any]) -> ItemBody:
-    return msgspec.convert(view, ItemBody)
-
-
 def check_sku(sku: str) -> str:
-    if not SKU_PATTERN.match(sku):
-        raise InvalidCommand([FieldError("sku", "must be 1-64 characters of A-Z a-z 0-9 . _ -")])
+    if not rules.SKU_PATTERN.match(sku):
+        raise InvalidCommand([FieldError("sku", f"must be {rules.SKU_RULE_TEXT}")])
     return sku
 
 
 def check_location(location: str | None, settings: NamedDependency[Settings]) -> str | None:
-    if location is None or location.strip() == "":
+    code = rules.normalise_location(location)
+    if not code:
         return None
-    code = location.strip().upper()
     if code not in settings.locations:
         raise InvalidCommand([FieldError("location", f"unknown location; known: {', '.join(settings.locations)}")])
     return code
@@ -150,7 +95,7 @@ class ItemQueryController(Controller):
             sort=sort,
         )
         return ItemPageBody(
-            items=[_item(view) for view in result.items],
+            items=result.items,
             total=result.total,
             page=result.page,
             page_size=result.page_size,
@@ -158,32 +103,32 @@ class ItemQueryController(Controller):
         )
 
     @get("/{item_id:str}", summary="One item with its levels per location", responses=NOT_FOUND)
-    async def get_item(self, item_id: FromPath[str], queries: NamedDependency[QueryService]) -> ItemBody:
+    async def get_item(self, item_id: FromPath[str], queries: NamedDependency[QueryService]) -> ItemView:
         item_id = check_item_id(item_id)
         try:
-            return _item(await queries.item(item_id))
+            return await queries.item(item_id)
         except ItemNotFound:
             raise _not_found(item_id) from None
 
     @get("/sku/{sku:str}", summary="One item by SKU", responses=NOT_FOUND)
-    async def get_item_by_sku(self, sku: FromPath[str], queries: NamedDependency[QueryService]) -> ItemBody:
+    async def get_item_by_sku(self, sku: FromPath[str], queries: NamedDependency[QueryService]) -> ItemView:
         try:
-            return _item(await queries.item_by_sku(check_sku(sku)))
+            return await queries.item_by_sku(check_sku(sku))
         except ItemNotFound:
             raise _not_found(sku) from None
 
     @get("/{item_id:str}/stock", summary="Stock of one item", responses=NOT_FOUND)
-    async def get_stock(self, item_id: FromPath[str], queries: NamedDependency[QueryService]) -> StockBody:
+    async def get_stock(self, item_id: FromPath[str], queries: NamedDependency[QueryService]) -> StockView:
         item_id = check_item_id(item_id)
         try:
-            return msgspec.convert(queries.stock_view(await queries.item(item_id)), StockBody)
+            return queries.stock_view(await queries.item(item_id))
         except ItemNotFound:
             raise _not_found(item_id) from None
 
     @get("/sku/{sku:str}/stock", summary="Stock of one item by SKU", responses=NOT_FOUND)
-    async def get_stock_by_sku(self, sku: FromPath[str], queries: NamedDependency[QueryService]) -> StockBody:
+    async def get_stock_by_sku(self, sku: FromPath[str], queries: NamedDependency[QueryService]) -> StockView:
         try:
-            return msgspec.convert(queries.stock_view(await queries.item_by_sku(check_sku(sku))), StockBody)
+            return queries.stock_view(await queries.item_by_sku(check_sku(sku)))
         except ItemNotFound:
             raise _not_found(sku) from None
 
@@ -204,6 +149,6 @@ class ItemQueryController(Controller):
             raise _not_found(item_id) from None
         return HistoryBody(
             item_id=item_id,
-            entries=[msgspec.convert(e, HistoryEntry) for e in entries],
-            next_before=entries[-1]["id"] if len(entries) == limit else None,
+            entries=entries,
+            next_before=entries[-1].id if len(entries) == limit else None,
         )

@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 from litestar.channels import ChannelsPlugin
 
 from app.cache.base import CacheUnavailable, ItemCache, entries_from_changes
 from app.domain.events import CHANGES_TOPIC
+from app.domain.records import Change, ItemChange, decode_change
 from app.eventlog.base import EventLog, LogUnavailable
-from app.jsontext import change_record, json_object
+from app.jsontext import change_record
 from app.queries.service import FreshnessFloor
 from app.reader import InventoryReader, ReadModelUnavailable
 
@@ -86,8 +86,8 @@ class ChangeFeed:
             return self.last_seq
 
     async def _receive(self, raw: bytes) -> None:
-        change = json_object(raw)
-        seq = int(change["seq"])
+        change = decode_change(raw)
+        seq = change.seq
         if seq <= self.last_seq:
             return
         if seq > self.last_seq + 1:
@@ -106,17 +106,17 @@ class ChangeFeed:
             delivered = []
             for seq, _, payload in rows:
                 raw = change_record(seq, payload)
-                delivered.append((json_object(raw), raw))
+                delivered.append((decode_change(raw), raw))
             await self._deliver(delivered)
 
-    async def _deliver(self, changes: list[tuple[dict[str, Any], bytes]]) -> None:
+    async def _deliver(self, changes: list[tuple[Change, bytes]]) -> None:
         for change, raw in changes:
-            if change["kind"] == "item":
-                self._floor.raise_to(change["item_id"], change["version"])
-            self.last_seq = max(self.last_seq, int(change["seq"]))
+            if isinstance(change, ItemChange):
+                self._floor.raise_to(change.item_id, change.version)
+            self.last_seq = max(self.last_seq, change.seq)
             if self.channels is not None:
                 # Framed once here; every subscriber sends these bytes as they are.
-                self.channels.publish(frame(change["seq"], change["kind"], raw), CHANNEL)
+                self.channels.publish(frame(change.seq, change.kind, raw), CHANNEL)
         if self._cache is not None:
             items, outcomes = entries_from_changes([change for change, _ in changes])
             try:

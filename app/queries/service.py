@@ -11,10 +11,11 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 from app.cache.base import CachedItem, CacheUnavailable, ItemCache, ItemEntry
-from app.domain.views import ItemView, item_view
+from app.domain.records import Change, HistoryEntry, ItemView, StockView, decode_change
+from app.domain.views import item_view, stock_view
+from app.jsontext import change_record
 from app.metrics import CACHE_LOOKUPS
 from app.reader import InventoryReader, ItemPage
 
@@ -25,6 +26,15 @@ CACHE_RETRY_SECONDS = 1.0
 
 class ItemNotFound(LookupError):
     pass
+
+
+@dataclass(frozen=True)
+class ItemDetail:
+    """What the item page shows: the item (as it was, when deleted) and its latest history."""
+
+    item: ItemView
+    deleted: bool
+    history: list[HistoryEntry]
 
 
 class FreshnessFloor:
@@ -89,7 +99,7 @@ class QueryService:
         if item_id is not None:
             try:
                 view = await self.item(item_id)
-                if view["sku"] == sku:
+                if view.sku == sku:
                     return view
             except ItemNotFound:
                 pass
@@ -103,7 +113,26 @@ class QueryService:
     ) -> ItemPage:
         return await self._reader.list_items(page=page, page_size=page_size, q=q, location=location, sort=sort)
 
-    async def history(self, item_id: str, *, limit: int, before: int | None) -> list[dict[str, Any]]:
+    async def item_detail(self, item_id: str, *, history_rows: int) -> ItemDetail:
+        """The item cache-first like ``item``; a deleted one as SQLite keeps it (its row and
+        history stay), since the page still shows what it was."""
+        try:
+            view, deleted = await self.item(item_id), False
+        except ItemNotFound:
+            stored = await self._reader.item(item_id)
+            if stored is None:
+                raise
+            view, deleted = item_view(stored), stored.deleted
+        history = await self._reader.history(item_id, limit=history_rows, before=None)
+        return ItemDetail(view, deleted, history)
+
+    async def recent_changes(self, limit: int) -> list[Change]:
+        """The newest change records still in the outbox, newest first."""
+        _, newest = await self._reader.seq_range()
+        rows = await self._reader.changes_after(max(0, newest - limit), limit)
+        return [decode_change(change_record(seq, payload)) for seq, _, payload in reversed(rows)]
+
+    async def history(self, item_id: str, *, limit: int, before: int | None) -> list[HistoryEntry]:
         if await self._reader.item_state(item_id) is None:
             raise ItemNotFound(item_id)
         return await self._reader.history(item_id, limit=limit, before=before)
@@ -158,6 +187,5 @@ class QueryService:
         except CacheUnavailable as exc:
             self.cache_health.failed(exc)
 
-    def stock_view(self, view: ItemView) -> dict[str, Any]:
-        keys = ("id", "sku", "quantity", "reserved", "available", "version", "updated_at", "locations")
-        return {key: view[key] for key in keys}
+    def stock_view(self, view: ItemView) -> StockView:
+        return stock_view(view)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from litestar import get
 from litestar.channels import ChannelsPlugin
@@ -21,8 +21,9 @@ from litestar.params import HeaderParameter, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.auth.roles import Role
+from app.domain.records import Change, decode_change
 from app.http.auth import requires
-from app.jsontext import change_record, json_object
+from app.jsontext import change_record
 from app.metrics import SSE_CLIENTS, SSE_REFILLS
 from app.queries.feed import CHANNEL, ChangeFeed
 from app.reader import InventoryReader
@@ -59,8 +60,8 @@ class StreamItem:
     raw: bytes = b""
     change_kind: str = ""
 
-    def change(self) -> dict[str, Any]:
-        return json_object(self.raw)
+    def change(self) -> Change:
+        return decode_change(self.raw)
 
 
 class ChangeStream:

@@ -1,28 +1,30 @@
-"""Commands from the pages' forms (served by the command service).
+"""Commands from the pages' forms (served by the command service): one form route per command of
+the catalogue (app/domain/catalogue), made by ``form_routes``.
 
-Same rules and the same CommandService as the JSON API; the answers are HTML for htmx: a badge
-for the command (pending, or why it was refused) and the field errors next to their fields.
+Same rules, the same CommandService and the same typed result as the JSON API; the answers are
+HTML for htmx: a badge for the command (pending, or why it was refused) and the field errors
+next to their fields.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 from litestar.response import Template
 
 from app.auth.roles import Role
 from app.auth.tokens import Principal
 from app.commands.deadletters import DeadLetterNotFound, DeadLetterReplayer
-from app.commands.service import CommandService, Submission, request_fingerprint
-from app.domain import commands as checks
-from app.domain.commands import CommandRequest, FieldError, InvalidCommand
-from app.domain.events import EventType
+from app.commands.edge import LOG_UNAVAILABLE, refusal_error
+from app.commands.errors import CommandRefused
+from app.commands.service import Accepted, AnsweredBefore, CommandService, Submission, request_fingerprint
+from app.domain.catalogue import COMMANDS, CommandSpec, InvalidCommand, check_item_id
 from app.eventlog.base import LogUnavailable
 from app.http.auth import requires
 from app.http.errors import ApiError
@@ -31,198 +33,101 @@ from app.settings import Settings
 from app.web.context import site_context
 from app.web.labels import command_label
 
-STOCK_ACTIONS = {
-    "adjust": EventType.STOCK_ADJUSTED,
-    "reserve": EventType.STOCK_RESERVED,
-    "release": EventType.STOCK_RELEASED,
-}
-FORM_FIELDS = {
-    "create": ("sku", "name", "description", "quantity", "location", "low_stock_threshold"),
-    "edit": ("name", "description", "low_stock_threshold"),
-    "stock": ("quantity", "location"),
-    "delete": (),
-}
-
 Form = dict[str, str]
+FORMS_PATH = "/ui"
 
 
-def _integer(form: Form, field: str, errors: list[FieldError], *, default: int | None = None) -> int | None:
-    raw = form.get(field, "").strip()
-    if raw == "":
-        if default is None:
-            return None
-        return default
+def _label(spec: CommandSpec, form: Form, item_id: str | None) -> str:
+    what = form.get("sku", "").strip() if spec.creates_item else (form.get("label") or (item_id or "")[:8])
+    quantity = form.get("quantity", "").strip()
+    # A stock command's amount is what a person reads first; a new item's stock is not news.
+    amount = int(quantity) if quantity.lstrip("-").isdigit() and not spec.creates_item else None
+    return command_label(spec.event_type, what, amount)
+
+
+async def _answer_form(
+    spec: CommandSpec,
+    request: Request[Principal, Any, Any],
+    service: CommandService,
+    settings: Settings,
+    item_id: str | None,
+) -> Response[Any]:
+    form = await _form(request)
+    form_id = form.get("form_id", spec.name)[:80]
+    label = _label(spec, form, item_id)
+    context = {"form_id": form_id, "fields": spec.form_fields, "label": label, **site_context(settings)}
     try:
-        return int(raw)
-    except ValueError:
-        errors.append(FieldError(field, "must be a whole number"))
-        return default
-
-
-def _with_parse_errors(errors: list[FieldError], build: Callable[[], CommandRequest]) -> CommandRequest:
-    """Run the domain checks and report their errors together with the form's own."""
-    try:
-        command = build()
+        target = str(uuid.uuid4()) if item_id is None else check_item_id(item_id)
+        command = spec.check_form(form, item_id=target, places=service.places)
+        body = json.dumps(form, sort_keys=True).encode()
+        result = await service.submit(
+            Submission(
+                command=command,
+                actor=request.user.username,
+                request_id=request_id_of(request.scope),
+                request_hash=request_fingerprint(request.method, request.url.path, body, None),
+            )
+        )
     except InvalidCommand as exc:
-        seen = {e.field for e in errors}
-        raise InvalidCommand(errors + [e for e in exc.errors if e.field not in seen]) from None
-    if errors:
-        raise InvalidCommand(errors)
-    return command
-
-
-class FormCommandController(Controller):
-    path = "/ui"
-    include_in_schema = False
-
-    async def _answer(
-        self,
-        request: Request[Principal, Any, Any],
-        service: CommandService,
-        settings: Settings,
-        *,
-        form: Form,
-        form_kind: str,
-        label: str,
-        build: Callable[[], CommandRequest],
-        precheck: Callable[[], Awaitable[None]] | None,
-        errors: list[FieldError] | None = None,
-    ) -> Response[Any]:
-        """Check the command (``errors``: what the form's own parsing found), submit it, answer."""
-        form_id = form.get("form_id", form_kind)[:80]
-        context = {"form_id": form_id, "fields": FORM_FIELDS[form_kind], "label": label, **site_context(settings)}
-        try:
-            command = _with_parse_errors(errors or [], build)
-            body = json.dumps(form, sort_keys=True).encode()
-            reply = await service.submit(
-                Submission(
-                    command=command,
-                    actor=request.user.username,
-                    request_id=request_id_of(request.scope),
-                    request_hash=request_fingerprint(request.method, request.url.path, body, None),
-                    precheck=precheck,
-                )
-            )
-        except InvalidCommand as exc:
-            by_field = {e.field: e.message for e in exc.errors}
-            summary = "; ".join(f"{e.field}: {e.message}" for e in exc.errors)
-            return Template(
-                "partials/form_answer.html",
-                status_code=400,
-                context={**context, "status": "invalid", "errors": by_field, "message": summary},
-            )
-        except ApiError as exc:
-            reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
-            status = "rejected" if reason else "error"
-            return Template(
-                "partials/form_answer.html",
-                status_code=exc.status,
-                headers=exc.headers,
-                context={**context, "status": status, "reason": reason, "message": exc.message, "errors": {}},
-            )
-        accepted = json.loads(reply.body)
+        by_field = {e.field: e.message for e in exc.errors}
+        summary = "; ".join(f"{e.field}: {e.message}" for e in exc.errors)
         return Template(
             "partials/form_answer.html",
-            status_code=reply.status,
-            context={**context, "status": "pending", "command_id": accepted["command_id"], "errors": {}},
+            status_code=400,
+            context={**context, "status": "invalid", "errors": by_field, "message": summary},
         )
+    except CommandRefused as exc:
+        error = refusal_error(exc)
+        return Template(
+            "partials/form_answer.html",
+            status_code=error.status,
+            context={**context, "status": "rejected", "reason": exc.reason, "message": exc.message, "errors": {}},
+        )
+    except LogUnavailable:
+        return Template(
+            "partials/form_answer.html",
+            status_code=503,
+            headers={"Retry-After": "2"},
+            context={**context, "status": "error", "reason": None, "message": LOG_UNAVAILABLE, "errors": {}},
+        )
+    # A form never waits and has no key: the result is always "accepted".
+    assert isinstance(result, Accepted) and not isinstance(result, AnsweredBefore)
+    return Template(
+        "partials/form_answer.html",
+        status_code=202,
+        context={**context, "status": "pending", "command_id": result.command_id, "errors": {}},
+    )
 
-    @post("/items", guards=[requires(Role.MANAGER)])
-    async def create_item(
-        self,
-        request: Request[Principal, Any, Any],
-        service: NamedDependency[CommandService],
-        settings: NamedDependency[Settings],
-    ) -> Response[Any]:
-        form = await _form(request)
-        errors: list[FieldError] = []
-        quantity = _integer(form, "quantity", errors, default=0)
-        threshold = _integer(form, "low_stock_threshold", errors)
-        sku = form.get("sku", "").strip()
 
-        return await self._answer(
-            request, service, settings, form=form, form_kind="create", label=command_label(EventType.ITEM_CREATED, sku),
-            errors=errors, precheck=lambda: service.ensure_sku_free(sku),
-            build=lambda: checks.create_item(
-                item_id=str(uuid.uuid4()), sku=form.get("sku"), name=form.get("name"),
-                description=form.get("description"), quantity=quantity or 0, location=form.get("location"),
-                locations=settings.locations, default_location=settings.default_location,
-                low_stock_threshold=threshold,
-            ),
-        )  # fmt: skip
+def _form_route(spec: CommandSpec) -> HTTPRouteHandler:
+    if spec.creates_item:
 
-    @post("/items/{item_id:str}/edit", guards=[requires(Role.MANAGER)])
-    async def edit_item(
-        self,
-        request: Request[Principal, Any, Any],
-        item_id: FromPath[str],
-        service: NamedDependency[CommandService],
-        settings: NamedDependency[Settings],
-    ) -> Response[Any]:
-        form = await _form(request)
-        errors: list[FieldError] = []
-        threshold = _integer(form, "low_stock_threshold", errors)
-        item_id = checks.check_item_id(item_id)
+        async def create(
+            request: Request[Principal, Any, Any],
+            service: NamedDependency[CommandService],
+            settings: NamedDependency[Settings],
+        ) -> Response[Any]:
+            return await _answer_form(spec, request, service, settings, None)
 
-        return await self._answer(
-            request, service, settings, form=form, form_kind="edit",
-            label=command_label(EventType.ITEM_UPDATED, form.get("label") or item_id[:8]), errors=errors,
-            precheck=lambda: service.ensure_item_exists(item_id, EventType.ITEM_UPDATED),
-            build=lambda: checks.update_item(
-                item_id=item_id, name=form.get("name"), description=form.get("description"), expected_version=None,
-                default_location=settings.default_location, low_stock_threshold=threshold,
-            ),
-        )  # fmt: skip
+        handler: Any = create
+    else:
 
-    @post("/items/{item_id:str}/delete", guards=[requires(Role.MANAGER)])
-    async def delete_item(
-        self,
-        request: Request[Principal, Any, Any],
-        item_id: FromPath[str],
-        service: NamedDependency[CommandService],
-        settings: NamedDependency[Settings],
-    ) -> Response[Any]:
-        form = await _form(request)
-        item_id = checks.check_item_id(item_id)
-        return await self._answer(
-            request, service, settings, form=form, form_kind="delete",
-            label=command_label(EventType.ITEM_DELETED, form.get("label") or item_id[:8]),
-            build=lambda: checks.delete_item(
-                item_id=item_id, expected_version=None, default_location=settings.default_location
-            ),
-            precheck=lambda: service.ensure_item_exists(item_id, EventType.ITEM_DELETED),
-        )  # fmt: skip
+        async def on_item(
+            request: Request[Principal, Any, Any],
+            item_id: FromPath[str],
+            service: NamedDependency[CommandService],
+            settings: NamedDependency[Settings],
+        ) -> Response[Any]:
+            return await _answer_form(spec, request, service, settings, item_id)
 
-    @post([f"/items/{{item_id:str}}/{action}" for action in STOCK_ACTIONS], guards=[requires(Role.CLERK)])
-    async def move_stock(
-        self,
-        request: Request[Principal, Any, Any],
-        item_id: FromPath[str],
-        service: NamedDependency[CommandService],
-        settings: NamedDependency[Settings],
-    ) -> Response[Any]:
-        event_type = STOCK_ACTIONS[request.url.path.rsplit("/", 1)[-1]]
-        form = await _form(request)
-        errors: list[FieldError] = []
-        quantity = _integer(form, "quantity", errors, default=0) or 0
-        item_id = checks.check_item_id(item_id)
+        handler = on_item
+    handler.__name__ = handler.__qualname__ = f"form_{spec.name}"
+    return post(FORMS_PATH + spec.form_path, guards=[requires(spec.role)], include_in_schema=False)(handler)
 
-        def build() -> CommandRequest:
-            if event_type is EventType.STOCK_ADJUSTED:
-                return checks.adjust_stock(
-                    item_id=item_id, quantity=quantity, location=form.get("location"), reason=form.get("reason"),
-                    expected_version=None, locations=settings.locations, default_location=settings.default_location,
-                )  # fmt: skip
-            return checks.move_stock(
-                event_type=event_type, item_id=item_id, quantity=quantity, location=form.get("location"),
-                expected_version=None, locations=settings.locations, default_location=settings.default_location,
-            )  # fmt: skip
 
-        return await self._answer(
-            request, service, settings, form=form, form_kind="stock",
-            label=command_label(event_type, form.get("label") or item_id[:8], quantity), errors=errors,
-            build=build, precheck=lambda: service.ensure_item_exists(item_id, event_type),
-        )  # fmt: skip
+def form_routes() -> list[HTTPRouteHandler]:
+    """One form route per command of the catalogue."""
+    return [_form_route(spec) for spec in COMMANDS]
 
 
 class DeadLetterFormController(Controller):

@@ -1,5 +1,8 @@
 """The pages (served by the query service): login, dashboard, item, events, stock wall, and the
-fragments they reload after a reconnection."""
+fragments they reload after a reconnection.
+
+Items are read through the query service like the API reads them: one item cache first (with
+the same freshness floor), lists from SQLite."""
 
 from __future__ import annotations
 
@@ -16,12 +19,12 @@ from app.auth.roles import Role
 from app.auth.tokens import Principal, TokenService
 from app.auth.users import UserStore
 from app.commands.outcomes import CommandStatus
-from app.domain.commands import UUID_PATTERN
-from app.domain.views import item_view
+from app.domain import rules
+from app.domain.records import ItemView
 from app.http.auth import PUBLIC, SESSION_COOKIE, requires
 from app.http.errors import ApiError
 from app.http.system import LoginRateLimiter
-from app.jsontext import change_record, json_object
+from app.queries.service import ItemNotFound, QueryService
 from app.reader import SORTS, InventoryReader, ItemPage
 from app.settings import Settings
 from app.web.context import page_context, site_context
@@ -30,6 +33,7 @@ from app.web.labels import badge_context
 PAGE_SIZE = 25
 WALL_TILES = 200
 HISTORY_ROWS = 30
+EVENT_ROWS = 100
 
 
 def _safe_next(target: str | None) -> str:
@@ -40,7 +44,7 @@ def _safe_next(target: str | None) -> str:
 
 
 def _location(raw: str | None, settings: Settings) -> str | None:
-    code = (raw or "").strip().upper()
+    code = rules.normalise_location(raw)
     return code if code in settings.locations else None
 
 
@@ -122,8 +126,8 @@ class PageController(Controller):
     guards = [requires(Role.VIEWER)]
     include_in_schema = False
 
-    async def _page(self, reader: InventoryReader, filters: dict[str, Any]) -> ItemPage:
-        return await reader.list_items(
+    async def _page(self, queries: QueryService, filters: dict[str, Any]) -> ItemPage:
+        return await queries.list_items(
             page=filters["page"], page_size=PAGE_SIZE, q=filters["q"] or None, location=filters["location"],
             sort=filters["sort"],
         )  # fmt: skip
@@ -147,10 +151,10 @@ class PageController(Controller):
         self,
         request: Request[Principal, Any, Any],
         settings: NamedDependency[Settings],
-        reader: NamedDependency[InventoryReader],
+        queries: NamedDependency[QueryService],
     ) -> Template:
         filters = self._filters(request, settings)
-        result = await self._page(reader, filters)
+        result = await self._page(queries, filters)
         base = {key: filters[key] for key in ("q", "location", "sort") if filters[key]}
 
         def page_link(number: int) -> str:
@@ -174,10 +178,10 @@ class PageController(Controller):
         self,
         request: Request[Principal, Any, Any],
         settings: NamedDependency[Settings],
-        reader: NamedDependency[InventoryReader],
+        queries: NamedDependency[QueryService],
     ) -> Template:
         filters = self._filters(request, settings)
-        result = await self._page(reader, filters)
+        result = await self._page(queries, filters)
         return Template(
             "partials/item_rows.html", context=page_context(request, settings, page_result=result, **filters)
         )
@@ -188,10 +192,10 @@ class PageController(Controller):
         request: Request[Principal, Any, Any],
         item_id: FromPath[str],
         settings: NamedDependency[Settings],
-        reader: NamedDependency[InventoryReader],
+        queries: NamedDependency[QueryService],
     ) -> Template:
         return Template(
-            "item.html", context=page_context(request, settings, nav="item", **await self._item(reader, item_id))
+            "item.html", context=page_context(request, settings, nav="item", **await self._item(queries, item_id))
         )
 
     @get("/ui/items/{item_id:str}/panel")
@@ -200,30 +204,30 @@ class PageController(Controller):
         request: Request[Principal, Any, Any],
         item_id: FromPath[str],
         settings: NamedDependency[Settings],
-        reader: NamedDependency[InventoryReader],
+        queries: NamedDependency[QueryService],
     ) -> Template:
-        context = page_context(request, settings, **await self._item(reader, item_id))
+        context = page_context(request, settings, **await self._item(queries, item_id))
         return Template("partials/item_panel.html", context=context)
 
-    async def _item(self, reader: InventoryReader, item_id: str) -> dict[str, Any]:
-        item = await reader.item(item_id.lower()) if UUID_PATTERN.match(item_id) else None
-        if item is None:
-            raise ApiError(404, "no such item")
-        view = item_view(item)
-        view["deleted"] = item.deleted
-        history = await reader.history(item.id, limit=HISTORY_ROWS, before=None)
-        return {"item": view, "history": history, "location": None}
+    async def _item(self, queries: QueryService, item_id: str) -> dict[str, Any]:
+        stored_id = rules.normalise_uuid(item_id)
+        try:
+            if stored_id is None:
+                raise ItemNotFound(item_id)
+            detail = await queries.item_detail(stored_id, history_rows=HISTORY_ROWS)
+        except ItemNotFound:
+            raise ApiError(404, "no such item") from None
+        return {"item": detail.item, "deleted": detail.deleted, "history": detail.history, "location": None}
 
     @get("/events")
     async def events_page(
         self,
         request: Request[Principal, Any, Any],
         settings: NamedDependency[Settings],
+        queries: NamedDependency[QueryService],
         reader: NamedDependency[InventoryReader],
     ) -> Template:
-        _, newest = await reader.seq_range()
-        rows = await reader.changes_after(max(0, newest - 100), 100)
-        changes = [json_object(change_record(seq, payload)) for seq, _, payload in reversed(rows)]
+        changes = await queries.recent_changes(EVENT_ROWS)
         user = request.user
         dead_letters = await reader.dead_letters(limit=50) if user.can(Role.ADMIN) else []
         return Template(
@@ -236,12 +240,12 @@ class PageController(Controller):
         self,
         request: Request[Principal, Any, Any],
         settings: NamedDependency[Settings],
-        reader: NamedDependency[InventoryReader],
+        queries: NamedDependency[QueryService],
     ) -> Template:
         location = _location(request.query_params.get("location"), settings) or settings.default_location
         return Template(
             "wall.html",
-            context=page_context(request, settings, location=location, items=await _wall_items(reader, location)),
+            context=page_context(request, settings, location=location, items=await _wall_items(queries, location)),
         )
 
     @get("/ui/tiles")
@@ -249,11 +253,11 @@ class PageController(Controller):
         self,
         request: Request[Principal, Any, Any],
         settings: NamedDependency[Settings],
-        reader: NamedDependency[InventoryReader],
+        queries: NamedDependency[QueryService],
     ) -> Template:
         location = _location(request.query_params.get("location"), settings) or settings.default_location
         return Template(
-            "partials/tiles.html", context=page_context(request, settings, items=await _wall_items(reader, location))
+            "partials/tiles.html", context=page_context(request, settings, items=await _wall_items(queries, location))
         )
 
     @get("/ui/commands/{command_id:str}/badge")
@@ -264,13 +268,15 @@ class PageController(Controller):
         settings: NamedDependency[Settings],
         status: NamedDependency[CommandStatus],
     ) -> Template:
-        found = await status.get(command_id.lower()) if UUID_PATTERN.match(command_id) else None
+        stored_id = rules.normalise_uuid(command_id)
+        found = await status.get(stored_id) if stored_id is not None else None
         if found is None:
             raise ApiError(404, "no such command")
-        return Template("partials/badge_state.html", context=page_context(request, settings, **badge_context(found)))
+        context = page_context(request, settings, **badge_context(found))
+        return Template("partials/badge_state.html", context=context)
 
 
-async def _wall_items(reader: InventoryReader, location: str) -> list[dict[str, Any]]:
-    # Narrowed to the location by the reader: a tile shows what this store has.
-    page = await reader.list_items(page=1, page_size=WALL_TILES, q=None, location=location, sort="name")
+async def _wall_items(queries: QueryService, location: str) -> list[ItemView]:
+    # Narrowed to the location by the list: a tile shows what this store has.
+    page = await queries.list_items(page=1, page_size=WALL_TILES, q=None, location=location, sort="name")
     return page.items

@@ -7,6 +7,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from app.domain.rules import stock_state
 from app.web.paths import TEMPLATES
 
 
@@ -22,6 +23,8 @@ def build_environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["signed"] = _signed
+    # Low and out of stock are decided by the domain's rule, not by each template.
+    env.globals["stock_state"] = stock_state
     return env
 
 

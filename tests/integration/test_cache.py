@@ -51,7 +51,7 @@ async def test_a_cache_fill_that_loses_the_race_to_the_listener_leaves_the_newer
             await queries.fill_cache(stale)
         cached = await redis_cache.get_item(item_id)
         assert cached is not None and cached.version == 2 and cached.item is not None
-        assert cached.item["reserved"] == 2
+        assert cached.item.reserved == 2
         # A stale tombstone cannot hide a live item either, nor an old copy revive a deleted one.
         await redis_cache.put_items([ItemEntry(item_id, 1, None)])
         assert (await redis_cache.get_item(item_id)).version == 2  # type: ignore[union-attr]

@@ -155,7 +155,7 @@ async def test_changes_are_announced_in_commit_order_after_the_cache(event_log: 
 
 
 def _rename():  # type: ignore[no-untyped-def]
-    from app.domain.events import ItemUpdatedData
+    from app.domain.catalogue import ItemUpdatedData
 
     return ItemUpdatedData(name="Renamed", description="new")
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.domain import model
-from app.domain.events import Event, EventType, StockAdjustedData, StockMovedData
+from app.domain.catalogue import StockAdjustedData, StockMovedData
+from app.domain.events import Event, EventType
 from app.eventlog.kafka import KafkaEventLog
 from app.eventlog.topics import TOPICS
 from tests.support.app import base_env, kafka_env

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from litestar import Litestar
 
-from app.http.application import create_app
+from app.application import create_app
 from tests.conftest import running_app
 from tests.support.app import PASSWORD, base_env, item_body, login
 from tests.support.services import REPO

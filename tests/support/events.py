@@ -7,20 +7,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from app.clock import utc_now
-from app.domain.events import (
-    Event,
-    EventData,
-    EventType,
-    ItemCreatedData,
-    StockAdjustedData,
-    StockMovedData,
-    encode_event,
-)
+from app.domain.catalogue import ItemCreatedData, StockAdjustedData, StockMovedData
+from app.domain.events import Event, EventType, encode_event
 from app.eventlog.base import Message
 
 
-def event(event_type: EventType, item_id: str, data: EventData, *, location: str = "MAIN", **extra: Any) -> Event:
+def event(event_type: EventType, item_id: str, data: msgspec.Struct, *, location: str = "MAIN", **extra: Any) -> Event:
     return Event(
         event_id=extra.pop("event_id", str(uuid.uuid4())),
         event_type=event_type,

@@ -1,4 +1,4 @@
-"""The rules of DESIGN §2, on the pure domain model."""
+"""The rules of app/domain/model.py, on the pure domain model."""
 
 from __future__ import annotations
 

@@ -7,14 +7,8 @@ import uuid
 
 import pytest
 
-from app.domain.events import (
-    Event,
-    EventType,
-    PoisonMessage,
-    StockMovedData,
-    decode_event,
-    encode_event,
-)
+from app.domain.catalogue import StockMovedData, decode_event
+from app.domain.events import Event, EventType, PoisonMessage, encode_event
 
 
 def event(**overrides: object) -> Event:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from app.domain.events import Event, EventType, ItemCreatedData, StockAdjustedData, StockMovedData
+from app.domain.catalogue import ItemCreatedData, StockAdjustedData, StockMovedData
+from app.domain.events import Event, EventType
 from app.listener.planner import Loaded, Planner
 
 NOW = "2026-01-01T00:00:00.000Z"
@@ -80,6 +81,6 @@ def test_one_change_record_per_item_with_its_final_state() -> None:
     for _ in range(3):
         p.apply(ev(EventType.STOCK_RESERVED, item_id, StockMovedData(quantity=1)), b"")
     changes = p.plan.item_changes()
-    assert len(changes) == 1 and changes[0]["version"] == 4
-    assert changes[0]["item"]["reserved"] == 3
+    assert len(changes) == 1 and changes[0].version == 4
+    assert changes[0].item is not None and changes[0].item.reserved == 3
     assert len(p.plan.outcomes) == 4 and len(p.plan.history) == 4

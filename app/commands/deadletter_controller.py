@@ -14,10 +14,9 @@ from litestar.params import FromPath, Parameter
 from app.auth.roles import Role
 from app.auth.tokens import Principal
 from app.commands.deadletters import DeadLetterNotFound, DeadLetterReplayer
-from app.commands.schemas import ErrorBody
 from app.eventlog.base import LogUnavailable
 from app.http.auth import requires
-from app.http.errors import ApiError, unavailable
+from app.http.errors import ApiError, ErrorBody, unavailable
 
 
 class DeadLetterBody(msgspec.Struct):

@@ -1,4 +1,5 @@
-"""Build the Litestar application of a role from its container."""
+"""Build the Litestar application of a role from its container: the top of the house, beside
+app/bootstrap.py. Nothing below imports it (the import-linter contracts in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ from litestar.template import TemplateConfig
 from litestar.types import ASGIApp, ControllerRouterHandler
 
 from app.bootstrap import Container
-from app.commands.controllers import CommandController, CommandStatusController
-from app.commands.schemas import AdjustStock, CreateItem, MoveStock, UpdateItem
+from app.commands.controllers import CommandStatusController, command_routes
+from app.commands.deadletter_controller import DeadLetterController
+from app.commands.edge import EXCEPTION_HANDLERS as COMMAND_EXCEPTION_HANDLERS
 from app.http.auth import PUBLIC, authentication
-from app.http.deadletters import DeadLetterController
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.openapi import document_rules
 from app.http.request_id import echo_request_id
@@ -32,7 +33,7 @@ from app.http.system import LoginBody, SystemController, metrics
 from app.http.wrappers import head_as_get, limit_headers, with_log_context
 from app.queries.controllers import ItemQueryController
 from app.queries.stream import ChangeStream, stream_changes
-from app.web.forms import DeadLetterFormController, FormCommandController
+from app.web.forms import DeadLetterFormController, form_routes
 from app.web.live import LiveUpdates, page_stream
 from app.web.pages import LoginController, PageController
 from app.web.paths import STATIC
@@ -64,7 +65,7 @@ def create_app(container: Container) -> Litestar:
     plugins: list[Any] = []
     environment = build_environment()
     if container.commands is not None:
-        handlers += [CommandController, FormCommandController, DeadLetterFormController]
+        handlers += [*command_routes(), *form_routes(), DeadLetterFormController]
         dependencies["service"] = _value(container.commands)
     if container.status is not None:
         handlers.append(CommandStatusController)
@@ -82,7 +83,7 @@ def create_app(container: Container) -> Litestar:
         dependencies["queries"] = _value(container.queries)
         dependencies["reader"] = _value(container.reader)
         dependencies["change_stream"] = _value(ChangeStream(container.reader, container.feed, channels))
-        dependencies["live_updates"] = _value(LiveUpdates(Renderer(environment, {}), container.reader))
+        dependencies["live_updates"] = _value(LiveUpdates(Renderer(environment, {})))
     handlers.append(create_static_files_router(path="/static", directories=[STATIC], opt={PUBLIC: True}))
 
     @asynccontextmanager
@@ -101,7 +102,7 @@ def create_app(container: Container) -> Litestar:
         plugins=plugins,
         middleware=[authentication(container.tokens)],
         before_send=[echo_request_id],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**COMMAND_EXCEPTION_HANDLERS, **EXCEPTION_HANDLERS},
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(environment)),
         csrf_config=CSRFConfig(
             secret=hashlib.sha256(f"csrf:{settings.jwt_secret}".encode()).hexdigest(),
@@ -123,7 +124,7 @@ def create_app(container: Container) -> Litestar:
         debug=False,
         logging_config=None,  # app.logs configures logging for the process
     )
-    document_rules(app, settings, closed_bodies=(CreateItem, UpdateItem, AdjustStock, MoveStock, LoginBody))
+    document_rules(app, settings, closed_bodies=(LoginBody,))
     return app
 
 

@@ -1,0 +1,38 @@
+"""Why the command service refuses a command before publishing it: domain exceptions, mapped to
+HTTP answers in one place (app/commands/edge.py) and to badges by the forms (app/web/forms.py)."""
+
+from __future__ import annotations
+
+
+class CommandRefused(Exception):
+    """Refused at once, without a trip through the log. ``reason`` is part of the API contract."""
+
+    reason = "invalid"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownItem(CommandRefused):
+    reason = "unknown_item"
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__("no such item")
+        self.item_id = item_id
+
+
+class SkuTaken(CommandRefused):
+    reason = "duplicate_sku"
+
+    def __init__(self, sku: str) -> None:
+        super().__init__(f"sku {sku!r} is already taken")
+        self.sku = sku
+
+
+class IdempotencyKeyReused(CommandRefused):
+    reason = "idempotency_key_reused"
+
+    def __init__(self, command_id: str) -> None:
+        super().__init__("this idempotency key was used with a different request")
+        self.command_id = command_id

@@ -1,0 +1,147 @@
+"""What the read side carries, each shape declared once: the item as every reader sees it, the
+change records of the outbox and the change feed, how a command ended, and the history rows.
+
+Pure: msgspec Structs and the encoder and decoders for them, built once. The JSON they make is
+the wire format of ``inventory.changes``, of the cache and of the query API, so field order and
+names here are the contract: change a field and every reader and stored payload changes too.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+
+class LevelView(msgspec.Struct, frozen=True):
+    location: str
+    quantity: int
+    reserved: int
+    available: int
+    version: int
+    updated_at: str
+
+
+class ItemView(msgspec.Struct, frozen=True):
+    """An item with its totals (over every location, or one location's level: ``at_location``)."""
+
+    id: str
+    sku: str
+    name: str
+    description: str
+    quantity: int
+    reserved: int
+    available: int
+    version: int
+    created_at: str
+    updated_at: str
+    low_stock_threshold: int | None
+    locations: list[LevelView]
+
+
+class StockView(msgspec.Struct, frozen=True):
+    """The stock part of an item, for the stock endpoints."""
+
+    id: str
+    sku: str
+    quantity: int
+    reserved: int
+    available: int
+    version: int
+    updated_at: str
+    locations: list[LevelView]
+
+
+# --- change records ---------------------------------------------------------------------------
+# Stored in the outbox without ``seq`` (the commit sequence is the row's key); published and
+# replayed with it in front (``app/jsontext.py`` change_record). Decoding either gives the same
+# Struct, with ``seq`` 0 for a stored payload. Every other field is required, so omit_defaults
+# drops nothing but an unknown ``seq``.
+
+
+class ItemChange(msgspec.Struct, frozen=True, tag="item", tag_field="kind", omit_defaults=True):
+    """An item's final state after one committed batch (``item`` None once it is deleted)."""
+
+    kind: ClassVar[str] = "item"
+
+    item_id: str
+    version: int
+    created: bool
+    deleted: bool
+    item: ItemView | None
+    seq: int = 0
+
+
+class OutcomeChange(msgspec.Struct, frozen=True, tag="outcome", tag_field="kind", omit_defaults=True):
+    """How one command ended, as the listener committed it."""
+
+    kind: ClassVar[str] = "outcome"
+
+    command_id: str
+    item_id: str
+    event_type: str
+    location: str | None
+    status: str
+    reason: str | None
+    message: str | None
+    version: int | None
+    submitted_at: str
+    processed_at: str
+    seq: int = 0
+
+
+Change = ItemChange | OutcomeChange
+
+
+class OutcomeView(msgspec.Struct, frozen=True):
+    """A command's outcome with the item's state after it: what a client waiting for it gets.
+    ``item`` is None for a rejection, a delete, or when the item could not be read."""
+
+    outcome: OutcomeChange
+    item: ItemView | None = None
+
+
+class CommandStatusView(msgspec.Struct, frozen=True, omit_defaults=True):
+    """``GET /api/v1/commands/{id}``: pending, or how the command ended."""
+
+    command_id: str
+    status: str
+    item_id: str
+    submitted_at: str
+    reason: str | None = None
+    version: int | None = None
+    processed_at: str | None = None
+
+
+class HistoryEntry(msgspec.Struct, frozen=True):
+    """One applied change of an item, as its history lists it."""
+
+    id: int
+    type: str
+    location: str | None
+    quantity_delta: int
+    reserved_delta: int
+    quantity_after: int | None
+    reserved_after: int | None
+    version: int
+    actor: str
+    command_id: str
+    note: str | None
+    occurred_at: str
+    applied_at: str
+
+
+# --- codecs, built once -----------------------------------------------------------------------
+
+_encoder = msgspec.json.Encoder()
+decode_change = msgspec.json.Decoder(Change).decode
+decode_item = msgspec.json.Decoder(ItemView).decode
+decode_outcome = msgspec.json.Decoder(OutcomeChange).decode
+
+
+def encode(record: msgspec.Struct) -> bytes:
+    return _encoder.encode(record)
+
+
+def encode_text(record: msgspec.Struct) -> str:
+    return _encoder.encode(record).decode()
