@@ -73,7 +73,8 @@ def create_app(container: Container) -> Litestar:
     if container.queries is not None and container.feed is not None:
         channels = ChannelsPlugin(
             backend=MemoryChannelsBackend(),
-            channels=["changes"],
+            # One channel per subscription in use, made on the fly (app/queries/feed.py).
+            arbitrary_channels_allowed=True,
             subscriber_max_backlog=settings.sse_backlog,
             subscriber_backlog_strategy="dropleft",
         )

@@ -8,14 +8,24 @@ from typing import Any
 
 from app.domain.model import Item, StockLevel
 
-ITEM_COLUMNS = "id, sku, name, description, version, created_at, updated_at, deleted_at, low_stock_threshold"
+# The item row carries the chain totals (quantity, reserved), kept by the listener with every
+# change, so no read of an item's totals has to add up its levels.
+ITEM_COLUMNS = (
+    "id, sku, name, description, version, created_at, updated_at, deleted_at, low_stock_threshold, quantity, reserved"
+)
 LEVEL_COLUMNS = "item_id, location, quantity, reserved, version, updated_at"
-# Both select by a JSON array of ids: one parameter, however many ids.
+# Each selects by one JSON parameter, however many ids or pairs.
 ITEMS_BY_IDS = f"SELECT {ITEM_COLUMNS} FROM items WHERE id IN (SELECT value FROM json_each(?))"
 LEVELS_BY_IDS = f"SELECT {LEVEL_COLUMNS} FROM stock_levels WHERE item_id IN (SELECT value FROM json_each(?))"
+# [[item_id, location], ...]: just the levels a batch touches, by primary key.
+LEVELS_BY_PAIRS = (
+    f"SELECT {LEVEL_COLUMNS} FROM stock_levels WHERE (item_id, location) IN "
+    "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
+)
 
 
 def assemble_items(item_rows: Iterable[Sequence[Any]], level_rows: Iterable[Sequence[Any]]) -> dict[str, Item]:
+    """Items from their rows, with whichever of their levels were read (all, some or none)."""
     levels: dict[str, dict[str, StockLevel]] = {}
     for item_id, location, quantity, reserved, version, updated_at in level_rows:
         levels.setdefault(item_id, {})[location] = StockLevel(location, quantity, reserved, version, updated_at)
@@ -31,6 +41,8 @@ def assemble_items(item_rows: Iterable[Sequence[Any]], level_rows: Iterable[Sequ
             deleted_at=row[7],
             levels=levels.get(row[0], {}),
             low_stock_threshold=row[8],
+            quantity=row[9],
+            reserved=row[10],
         )
         for row in item_rows
     }

@@ -18,26 +18,31 @@ from typing import Any, Literal
 
 import aiosqlite
 
-from app.domain.model import Item
-from app.domain.records import HistoryEntry, ItemView, OutcomeChange
-from app.domain.views import at_location, item_view
-from app.item_rows import ITEMS_BY_IDS, LEVELS_BY_IDS, assemble_items
+from app.domain.model import Item, StockLevel
+from app.domain.records import HistoryEntry, ItemView, LevelView, OutcomeChange
+from app.domain.views import at_location, item_view, level_view, summary_view, with_levels
+from app.item_rows import ITEM_COLUMNS, ITEMS_BY_IDS, LEVEL_COLUMNS, LEVELS_BY_IDS, assemble_items
 from app.sqlitefiles import open_read_only
 
 ItemState = Literal["live", "deleted"]
 
+# ``{t}`` is the row that holds the stock being sorted: the item row (chain totals) for the
+# chain-wide list, the store's level row for one store's list. The expressions match the indexes
+# in app/listener/schema.py (items_live_available, stock_levels_location_available).
 SORTS = {
     "sku": "i.sku ASC",
     "-sku": "i.sku DESC",
     "name": "i.name COLLATE NOCASE ASC, i.sku ASC",
     "-name": "i.name COLLATE NOCASE DESC, i.sku ASC",
-    "quantity": "quantity ASC, i.sku ASC",
-    "-quantity": "quantity DESC, i.sku ASC",
-    "available": "available ASC, i.sku ASC",
-    "-available": "available DESC, i.sku ASC",
+    "quantity": "{t}.quantity ASC, i.sku ASC",
+    "-quantity": "{t}.quantity DESC, i.sku ASC",
+    "available": "{t}.quantity - {t}.reserved ASC, i.sku ASC",
+    "-available": "{t}.quantity - {t}.reserved DESC, i.sku ASC",
     "updated_at": "i.updated_at ASC, i.sku ASC",
     "-updated_at": "i.updated_at DESC, i.sku ASC",
 }
+ITEM_COLUMNS_OF_I = ", ".join(f"i.{column.strip()}" for column in ITEM_COLUMNS.split(","))
+LEVEL_COLUMNS_OF_S = ", ".join(f"s.{column.strip()}" for column in LEVEL_COLUMNS.split(","))
 
 
 class ReadModelUnavailable(RuntimeError):
@@ -122,46 +127,70 @@ class InventoryReader:
         ids = json.dumps(list(item_ids))
         return assemble_items(await self.rows(ITEMS_BY_IDS, (ids,)), await self.rows(LEVELS_BY_IDS, (ids,)))
 
+    async def item_at(self, item_id: str, locations: Sequence[str] | None) -> Item | None:
+        """The item with its levels at these locations (every level when None), deleted or not.
+
+        One statement, so the item row and its levels are one snapshot of the file; the levels
+        are read by primary key (item_id, location), never another item's or store's."""
+        level_join = "s.item_id = i.id"
+        params: list[Any] = []
+        if locations is not None:
+            level_join += " AND s.location IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(locations)))
+        rows = await self.rows(
+            f"SELECT {ITEM_COLUMNS_OF_I}, {LEVEL_COLUMNS_OF_S} FROM items i "
+            f"LEFT JOIN stock_levels s ON {level_join} WHERE i.id = ?",
+            [*params, item_id],
+        )
+        return _items_with_levels(rows).get(item_id)
+
+    async def level_page(self, item_id: str, *, page: int, page_size: int) -> tuple[list[LevelView], int]:
+        """One page of an item's levels by location, and how many it has: a range of the primary key."""
+        total_rows = await self.rows("SELECT COUNT(*) FROM stock_levels WHERE item_id = ?", (item_id,))
+        rows = await self.rows(
+            f"SELECT {LEVEL_COLUMNS} FROM stock_levels WHERE item_id = ? ORDER BY location LIMIT ? OFFSET ?",
+            (item_id, page_size, (page - 1) * page_size),
+        )
+        levels = assemble_levels(rows)
+        return levels, int(total_rows[0][0])
+
     async def list_items(
         self, *, page: int, page_size: int, q: str | None, location: str | None, sort: str
     ) -> ItemPage:
+        """A page of live items. With ``location`` it is that store's list: only items stocked
+        there, each with just that level and its totals narrowed to it, read through the
+        (location, ...) indexes of stock_levels so no other store's level is read. Without it,
+        the chain's list: the totals kept on the item row and no levels at all (``locations``
+        is empty, see docs/decisions.md)."""
         where = ["i.deleted_at IS NULL"]
         params: list[Any] = []
         if q:
             where.append("(i.sku LIKE ? ESCAPE '\\' OR i.name LIKE ? ESCAPE '\\')")
             params += [_like(q), _like(q)]
-        level_filter = ""
-        if location:
-            where.append("EXISTS (SELECT 1 FROM stock_levels s WHERE s.item_id = i.id AND s.location = ?)")
-            params.append(location)
-            level_filter = "WHERE location = ?"
-        condition = " AND ".join(where)
-        total_rows = await self.rows(f"SELECT COUNT(*) FROM items i WHERE {condition}", params)
-        total = int(total_rows[0][0])
         page_params = [page_size, (page - 1) * page_size]
-        if sort.lstrip("-") in ("quantity", "available"):
-            # Sorting by stock needs every item's totals.
-            totals_params = [location] if location else []
-            rows = await self.rows(
-                "WITH totals AS (SELECT item_id, SUM(quantity) AS q, SUM(reserved) AS r "
-                f"FROM stock_levels {level_filter} GROUP BY item_id) "
-                "SELECT i.id, COALESCE(t.q, 0) AS quantity, COALESCE(t.q, 0) - COALESCE(t.r, 0) AS available "
-                f"FROM items i LEFT JOIN totals t ON t.item_id = i.id WHERE {condition} "
-                f"ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
-                [*totals_params, *params, *page_params],
-            )
-        else:
-            # Otherwise the page comes from the items table alone; only its rows get totals.
-            rows = await self.rows(
-                f"SELECT i.id FROM items i WHERE {condition} ORDER BY {SORTS[sort]} LIMIT ? OFFSET ?",
-                [*params, *page_params],
-            )
-        ids = [row[0] for row in rows]
-        items = await self._items(ids)
-        views = [item_view(items[i]) for i in ids if i in items]
         if location:
-            views = [at_location(view, location) for view in views]
-        return ItemPage(views, total, page, page_size)
+            source = "stock_levels s JOIN items i ON i.id = s.item_id"
+            condition = " AND ".join(["s.location = ?", *where])
+            params = [location, *params]
+            columns = f"{ITEM_COLUMNS_OF_I}, {LEVEL_COLUMNS_OF_S}"
+            order = SORTS[sort].format(t="s")
+        else:
+            source = "items i"
+            condition = " AND ".join(where)
+            columns = ITEM_COLUMNS_OF_I
+            order = SORTS[sort].format(t="i")
+        total_rows = await self.rows(f"SELECT COUNT(*) FROM {source} WHERE {condition}", params)
+        rows = await self.rows(
+            f"SELECT {columns} FROM {source} WHERE {condition} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, *page_params],
+        )
+        if location:
+            items = _items_with_levels(rows)
+            views = [at_location(item_view(item), location) for item in items.values()]
+        else:
+            items = assemble_items(rows, ())
+            views = [with_levels(summary_view(item), []) for item in items.values()]
+        return ItemPage(views, int(total_rows[0][0]), page, page_size)
 
     async def history(self, item_id: str, *, limit: int, before: int | None) -> list[HistoryEntry]:
         rows = await self.rows(
@@ -213,3 +242,14 @@ class InventoryReader:
         """Oldest and newest change sequence numbers still kept (0, 0 when there are none)."""
         rows = await self.rows("SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM changes")
         return int(rows[0][0]), int(rows[0][1])
+
+
+def _items_with_levels(rows: Sequence[Sequence[Any]]) -> dict[str, Item]:
+    """Items from rows of item columns followed by level columns (NULL when the item has none);
+    dicts keep the rows' order, which is the page's order."""
+    width = len(ITEM_COLUMNS.split(","))
+    return assemble_items([row[:width] for row in rows], [row[width:] for row in rows if row[width] is not None])
+
+
+def assemble_levels(rows: Sequence[Sequence[Any]]) -> list[LevelView]:
+    return [level_view(StockLevel(*row[1:])) for row in rows]

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from app.domain.rules import LOCATION_PATTERN, normalise_location
+
 Env = Literal["dev", "prod"]
 T = TypeVar("T")
 
-LOCATION_CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,15}$")
 MIN_SECRET_LENGTH = 32
 PORTS = {"all": 8000, "command": 8080, "query": 8081, "listener": 8082}
 # How long the command service keeps an Idempotency-Key's answer. The listener must remember
@@ -158,15 +159,15 @@ def _jwt_secret(env: Mapping[str, str], app_env: Env, data_dir: Path) -> str:
 
 def _locations(env: Mapping[str, str]) -> tuple[tuple[str, ...], str]:
     raw = _text(env, "INVENTORY_LOCATIONS") or "MAIN"
-    codes = tuple(code.strip().upper() for code in raw.split(",") if code.strip())
-    bad = [code for code in codes if not LOCATION_CODE.match(code)]
+    codes = tuple(normalise_location(code) for code in raw.split(",") if code.strip())
+    bad = [code for code in codes if not LOCATION_PATTERN.match(code)]
     if not codes or bad:
         raise ConfigError(
             f"INVENTORY_LOCATIONS must be a comma-separated list of codes like MAIN,S001 (bad: {bad or raw!r})"
         )
     if len(set(codes)) != len(codes):
         raise ConfigError("INVENTORY_LOCATIONS lists a location twice")
-    default = (_text(env, "INVENTORY_DEFAULT_LOCATION") or codes[0]).upper()
+    default = normalise_location(_text(env, "INVENTORY_DEFAULT_LOCATION") or codes[0])
     if default not in codes:
         raise ConfigError(f"INVENTORY_DEFAULT_LOCATION {default!r} is not in INVENTORY_LOCATIONS")
     return codes, default

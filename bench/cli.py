@@ -20,6 +20,7 @@ from types import FrameType
 from typing import Any
 
 from bench import machine, report
+from bench.growth import GROWTH_SIZES, render, run_growth
 from bench.harness import SECTIONS, Harness, log, size_description
 from bench.sizes import SIZES
 from bench.stack import REPO, USERS, EmbeddedStack, KafkaStack, Stack, StartedStack, target_stack
@@ -58,6 +59,21 @@ def parser() -> argparse.ArgumentParser:
     target.add_argument("--redis-url", help="the stack's Redis (to flush it for the cold-cache reads)")
     target.add_argument("--kafka-bootstrap", help="the stack's broker (to count the messages in the topics)")
     target.add_argument("--topic-prefix", default="", help="the stack's INVENTORY_KAFKA_TOPIC_PREFIX")
+
+    growth = commands.add_parser(
+        "growth", help="a small chain and a large one, one after the other: what grows with the number of stores"
+    )
+    growth.add_argument("--mode", choices=("embedded",), default="embedded")
+    growth.add_argument("--size", choices=sorted(GROWTH_SIZES), default="small")
+    growth.add_argument("--out", type=Path, required=True, help="where to write the JSON result")
+    growth.add_argument("--work-dir", type=Path, help="for the started stacks (default: a new temporary directory)")
+    growth.add_argument("--keep", action="store_true", help="keep the work directory (data, logs) afterwards")
+    growth.add_argument(
+        "--loadgen",
+        choices=("auto", "python"),
+        default="auto",
+        help="auto: hey (installed with go install into a cache directory if missing), else the Python generator",
+    )
 
     show = commands.add_parser("show", help="print the tables of a result file")
     show.add_argument("result", type=Path)
@@ -211,9 +227,58 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def growth(args: argparse.Namespace) -> int:
+    size = GROWTH_SIZES[args.size]
+    _raise_open_files_limit()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    load_at_start = os.getloadavg()
+    started = time.monotonic()
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="inventory-growth-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    problem: str | None = None
+    measured: dict[str, Any] = {}
+    try:
+        measured = run_growth(size, work_dir, args.keep, install=args.loadgen == "auto")
+    except BaseException as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if args.keep or problem is not None:
+            log(f"work directory kept: {work_dir}")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        result = {
+            "machine": machine.describe(args.mode),
+            "run": {
+                "kind": "growth",
+                "mode": args.mode,
+                "size": size.name,
+                "started_at": started_at,
+                "duration_seconds": round(time.monotonic() - started, 1),
+                **_source(),
+                "command": " ".join(["python -m bench", *sys.argv[1:]]),
+                "interrupted": problem,
+                "load_average_at_start": [round(v, 2) for v in load_at_start],
+                "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+            },
+            "growth": measured,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        if measured:
+            print()
+            print(render(measured))
+        print(f"\nresult written to {args.out}")
+    return EXIT_OK if all(ok is not False for ok in measured["targets"].values()) else EXIT_INCORRECT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "show":
-        print(report.render(json.loads(args.result.read_text())))
+        result = json.loads(args.result.read_text())
+        print(render(result["growth"]) if "growth" in result else report.render(result))
         return EXIT_OK
+    if args.command == "growth":
+        return growth(args)
     return run(args)

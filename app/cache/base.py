@@ -1,4 +1,5 @@
-"""The read cache: item snapshots and command outcomes, every write guarded by version.
+"""The read cache: item summaries, their levels one by one, and command outcomes; every write
+guarded by version (the item's for its summary, each level's own for a level).
 
 Two adapters: Redis (shared by every process) and an in-process dictionary (the embedded
 default, and the fallback while Redis is away).
@@ -6,11 +7,13 @@ default, and the fallback while Redis is away).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from app.domain.records import Change, ItemChange, ItemView, OutcomeChange
+from app.domain.model import Item
+from app.domain.records import Change, ItemChange, ItemSummary, LevelView, OutcomeChange
+from app.domain.views import level_view, summary_view
 
 
 class CacheUnavailable(RuntimeError):
@@ -20,7 +23,7 @@ class CacheUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class CachedItem:
     version: int
-    item: ItemView | None  # None: a tombstone, the item is deleted
+    item: ItemSummary | None  # None: a tombstone, the item is deleted
 
     @property
     def deleted(self) -> bool:
@@ -33,12 +36,18 @@ class ItemEntry:
 
     item_id: str
     version: int
-    item: ItemView | None
+    item: ItemSummary | None
     sku: str | None = None
+    # Levels to store beside the summary, each kept only if newer than the cached one.
+    levels: Sequence[LevelView] = ()
 
 
 class ItemCache(Protocol):
     async def get_item(self, item_id: str) -> CachedItem | None: ...
+
+    async def get_levels(self, item_id: str, locations: Sequence[str]) -> dict[str, LevelView]:
+        """The cached levels among these locations (a missing one is read from SQLite)."""
+        ...
 
     async def get_item_id(self, sku: str) -> str | None: ...
 
@@ -59,9 +68,18 @@ class ItemCache(Protocol):
     async def close(self) -> None: ...
 
 
+def entry_for(item: Item) -> ItemEntry:
+    """What to cache of an item read from SQLite: its summary and the levels it was read with."""
+    if item.deleted:
+        return ItemEntry(item.id, item.version, None, item.sku)
+    return ItemEntry(
+        item.id, item.version, summary_view(item), item.sku, [level_view(lv) for lv in item.levels.values()]
+    )
+
+
 def item_entry(change: ItemChange) -> ItemEntry:
     item = change.item
-    return ItemEntry(change.item_id, change.version, item, item.sku if item is not None else None)
+    return ItemEntry(change.item_id, change.version, item, item.sku if item is not None else None, change.levels)
 
 
 def entries_from_changes(changes: Iterable[Change]) -> tuple[list[ItemEntry], list[OutcomeChange]]:

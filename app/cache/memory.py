@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from app.cache.base import CachedItem, ItemEntry
-from app.domain.records import OutcomeChange
+from app.domain.records import LevelView, OutcomeChange
 
 
 class MemoryCache:
@@ -16,6 +17,8 @@ class MemoryCache:
         self._max_outcomes = max_outcomes
         # item id -> (expiry, what is cached, the SKU it holds in _skus or None)
         self._items: OrderedDict[str, tuple[float, CachedItem, str | None]] = OrderedDict()
+        # item id -> its cached levels by location (bounded with _items: dropped together)
+        self._levels: dict[str, dict[str, LevelView]] = {}
         self._skus: dict[str, str] = {}
         self._outcomes: OrderedDict[str, OutcomeChange] = OrderedDict()
 
@@ -27,8 +30,15 @@ class MemoryCache:
         if expires < time.monotonic():
             # Expired like a Redis key: the next read falls back to SQLite.
             del self._items[item_id]
+            self._levels.pop(item_id, None)
             return None
         return cached
+
+    async def get_levels(self, item_id: str, locations: Sequence[str]) -> dict[str, LevelView]:
+        levels = self._levels.get(item_id)
+        if not levels or item_id not in self._items:
+            return {}
+        return {code: levels[code] for code in locations if code in levels}
 
     async def get_item_id(self, sku: str) -> str | None:
         return self._skus.get(sku)
@@ -37,17 +47,23 @@ class MemoryCache:
         expires = time.monotonic() + self._ttl
         for entry in entries:
             current = self._items.get(entry.item_id)
-            if current is not None and current[1].version >= entry.version:
-                continue
-            if current is not None:
-                self._forget_sku(entry.item_id, current[2])
-            sku = entry.sku if entry.item is not None and entry.sku else None
-            self._items[entry.item_id] = (expires, CachedItem(entry.version, entry.item), sku)
-            self._items.move_to_end(entry.item_id)
-            if sku is not None:
-                self._skus[sku] = entry.item_id
+            if current is None or current[1].version < entry.version:
+                if current is not None:
+                    self._forget_sku(entry.item_id, current[2])
+                sku = entry.sku if entry.item is not None and entry.sku else None
+                self._items[entry.item_id] = (expires, CachedItem(entry.version, entry.item), sku)
+                self._items.move_to_end(entry.item_id)
+                if sku is not None:
+                    self._skus[sku] = entry.item_id
+            if entry.levels and entry.item_id in self._items:
+                levels = self._levels.setdefault(entry.item_id, {})
+                for level in entry.levels:
+                    cached = levels.get(level.location)
+                    if cached is None or cached.version < level.version:
+                        levels[level.location] = level
         while len(self._items) > self._max_items:
             item_id, (_, _, sku) = self._items.popitem(last=False)
+            self._levels.pop(item_id, None)
             self._forget_sku(item_id, sku)
 
     def _forget_sku(self, item_id: str, sku: str | None) -> None:

@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from app.cache.base import CachedItem, CacheUnavailable, ItemEntry
-from app.domain.records import OutcomeChange, decode_item, decode_outcome, encode_text
+from app.domain.records import LevelView, OutcomeChange, decode_level, decode_outcome, decode_summary, encode_text
 
 ITEM_KEY = "inv:item:{}"
 SKU_KEY = "inv:sku:{}"
 OUTCOME_KEY = "inv:cmd:{}"
 OUTCOME_TTL_SECONDS = 24 * 3600
 
-# KEYS: the item keys; ARGV: ttl, then per item: version, json ("" = tombstone), item id, sku ("").
-# One call for a whole batch of items: per-command round trips and reply parsing were most of
-# the relay's time. Each item is still written only if it is newer than what the cache holds.
+# One hash per item: its summary ('v' version, 'd' json, "" = tombstone, 'sku') and any of its
+# levels ('lv:<location>' version, 'l:<location>' json), so a read of an item at one location is
+# one HMGET. KEYS: the item keys; ARGV: ttl, then per item: version, json, item id, sku (""),
+# the number of levels n, then n times location, level version, level json. One call for a whole
+# batch of items: per-command round trips and reply parsing were most of the relay's time. The
+# summary is written only if newer than the cached one, each level only if its own version is.
 GUARDED_PUT = """
 local ttl = ARGV[1]
+local at = 2
 local written = 0
 for i = 1, #KEYS do
-  local at = 2 + (i - 1) * 4
-  local version, data, id, sku = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+  local version, data, id, sku, n = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], tonumber(ARGV[at + 4])
+  at = at + 5
   local current = tonumber(redis.call('HGET', KEYS[i], 'v') or '-1')
   if current < tonumber(version) then
     local old = redis.call('HGET', KEYS[i], 'sku')
@@ -29,12 +35,20 @@ for i = 1, #KEYS do
       redis.call('DEL', 'inv:sku:' .. old)
     end
     redis.call('HSET', KEYS[i], 'v', version, 'd', data, 'sku', sku)
-    redis.call('EXPIRE', KEYS[i], ttl)
     if sku ~= '' then
       redis.call('SET', 'inv:sku:' .. sku, id, 'EX', ttl)
     end
     written = written + 1
   end
+  for j = 1, n do
+    local location, level_version, level = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+    at = at + 3
+    local cached = tonumber(redis.call('HGET', KEYS[i], 'lv:' .. location) or '-1')
+    if cached < tonumber(level_version) then
+      redis.call('HSET', KEYS[i], 'lv:' .. location, level_version, 'l:' .. location, level)
+    end
+  end
+  redis.call('EXPIRE', KEYS[i], ttl)
 end
 return written
 """
@@ -72,7 +86,7 @@ class RedisCache:
             raise CacheUnavailable(repr(exc)) from None
         if version is None:
             return None
-        return CachedItem(int(version), decode_item(data) if data else None)
+        return CachedItem(int(version), decode_summary(data) if data else None)
 
     async def get_item_id(self, sku: str) -> str | None:
         try:
@@ -81,16 +95,25 @@ class RedisCache:
             raise CacheUnavailable(repr(exc)) from None
         return value.decode() if isinstance(value, bytes) else value
 
+    async def get_levels(self, item_id: str, locations: Sequence[str]) -> dict[str, LevelView]:
+        if not locations:
+            return {}
+        try:
+            values = await self._redis.hmget(ITEM_KEY.format(item_id), [f"l:{code}" for code in locations])
+        except RedisError as exc:
+            raise CacheUnavailable(repr(exc)) from None
+        return {code: decode_level(value) for code, value in zip(locations, values, strict=True) if value}
+
     async def put_items(self, entries: list[ItemEntry]) -> None:
         try:
             for first in range(0, len(entries), CHUNK):
                 chunk = entries[first : first + CHUNK]
                 args: list[str | int] = [self._ttl]
                 for e in chunk:
-                    if e.item is None:
-                        args += [e.version, "", e.item_id, ""]
-                    else:
-                        args += [e.version, encode_text(e.item), e.item_id, e.sku or ""]
+                    data = "" if e.item is None else encode_text(e.item)
+                    args += [e.version, data, e.item_id, (e.sku or "") if e.item is not None else "", len(e.levels)]
+                    for level in e.levels:
+                        args += [level.location, level.version, encode_text(level)]
                 await self._put_items(keys=[ITEM_KEY.format(e.item_id) for e in chunk], args=args)
         except RedisError as exc:
             raise CacheUnavailable(repr(exc)) from None

@@ -11,11 +11,11 @@ import contextlib
 import logging
 from collections import OrderedDict
 
-from app.cache.base import CacheUnavailable, ItemCache, ItemEntry
+from app.cache.base import CacheUnavailable, ItemCache, entry_for
 from app.commands.store import CommandLookup
 from app.domain.events import CHANGES_TOPIC
 from app.domain.records import CommandStatusView, ItemChange, ItemView, OutcomeChange, OutcomeView, decode_change
-from app.domain.views import item_view
+from app.domain.views import item_view, with_levels
 from app.eventlog.base import EventLog, LogUnavailable
 from app.reader import InventoryReader, ReadModelUnavailable
 
@@ -94,7 +94,8 @@ class OutcomeWaiter:
                         if isinstance(change, OutcomeChange):
                             self._resolve(OutcomeView(change, self._latest_items.get(change.item_id)))
                         elif isinstance(change, ItemChange):
-                            self._remember(change.item_id, change.item)
+                            item = None if change.item is None else with_levels(change.item, change.levels)
+                            self._remember(change.item_id, item)
             except LogUnavailable as exc:
                 log.info("change feed unavailable for waiters, polling the database: %s", exc)
                 await asyncio.sleep(1.0)
@@ -159,6 +160,5 @@ class CommandStatus:
         item = await self._reader.item(item_id)
         if item is None:
             return
-        entry = ItemEntry(item.id, item.version, None if item.deleted else item_view(item), item.sku)
         with contextlib.suppress(CacheUnavailable):
-            await self._cache.put_items([entry])
+            await self._cache.put_items([entry_for(item)])

@@ -47,6 +47,13 @@ class StockLevel:
 
 @dataclass(frozen=True)
 class Item:
+    """An item, its chain totals and the levels a command needs.
+
+    ``levels`` holds only the levels that were loaded (the ones a command touches), never
+    necessarily all of them: the totals are kept on the item itself and moved by each change, so
+    a reserve at one store costs the same at 5 stores and at 500.
+    """
+
     id: str
     sku: str
     name: str
@@ -58,18 +65,20 @@ class Item:
     levels: dict[str, StockLevel] = field(default_factory=dict)
     # Available at or below this is "low stock" on the wall; None means the global default.
     low_stock_threshold: int | None = None
+    # Chain totals over every location. Left out (None), they are the sum of ``levels``: an
+    # item built with all of its levels, as tests and a fresh create do.
+    quantity: int = None  # type: ignore[assignment]
+    reserved: int = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.quantity is None:
+            object.__setattr__(self, "quantity", sum(level.quantity for level in self.levels.values()))
+        if self.reserved is None:
+            object.__setattr__(self, "reserved", sum(level.reserved for level in self.levels.values()))
 
     @property
     def deleted(self) -> bool:
         return self.deleted_at is not None
-
-    @property
-    def quantity(self) -> int:
-        return sum(level.quantity for level in self.levels.values())
-
-    @property
-    def reserved(self) -> int:
-        return sum(level.reserved for level in self.levels.values())
 
     @property
     def available(self) -> int:
@@ -107,9 +116,12 @@ def _check_version(item: Item, expected_version: int | None) -> Rejected | None:
     return None
 
 
-def _live(item: Item | None) -> Item | Rejected:
+def _changeable(item: Item | None, expected_version: int | None) -> Item | Rejected:
+    """The item a command may change: it exists, and is at the version the command expects."""
     if item is None or item.deleted:
         return Rejected(Reason.UNKNOWN_ITEM, "item does not exist")
+    if conflict := _check_version(item, expected_version):
+        return conflict
     return item
 
 
@@ -156,11 +168,9 @@ def update_item(
     now: str,
     low_stock_threshold: int | None = None,
 ) -> Decision:
-    live = _live(item)
+    live = _changeable(item, expected_version)
     if isinstance(live, Rejected):
         return live
-    if conflict := _check_version(live, expected_version):
-        return conflict
     changed = replace(
         live,
         name=name,
@@ -173,26 +183,31 @@ def update_item(
 
 
 def delete_item(item: Item | None, *, expected_version: int | None, now: str) -> Decision:
-    live = _live(item)
+    live = _changeable(item, expected_version)
     if isinstance(live, Rejected):
         return live
-    if conflict := _check_version(live, expected_version):
-        return conflict
     return Applied(item=replace(live, deleted_at=now, version=live.version + 1, updated_at=now))
 
 
 def _with_level(item: Item, level: StockLevel, now: str) -> Item:
+    """The item with one level replaced: its totals move by what the level moved."""
+    before = item.level(level.location)
     levels = dict(item.levels)
     levels[level.location] = level
-    return replace(item, levels=levels, version=item.version + 1, updated_at=now)
+    return replace(
+        item,
+        levels=levels,
+        quantity=item.quantity + level.quantity - before.quantity,
+        reserved=item.reserved + level.reserved - before.reserved,
+        version=item.version + 1,
+        updated_at=now,
+    )
 
 
 def adjust_stock(item: Item | None, *, location: str, delta: int, expected_version: int | None, now: str) -> Decision:
-    live = _live(item)
+    live = _changeable(item, expected_version)
     if isinstance(live, Rejected):
         return live
-    if conflict := _check_version(live, expected_version):
-        return conflict
     if delta == 0 or abs(delta) > MAX_COMMAND_QUANTITY:
         return Rejected(Reason.INVALID, "adjustment must be non-zero and within range")
     level = live.level(location)
@@ -211,11 +226,9 @@ def adjust_stock(item: Item | None, *, location: str, delta: int, expected_versi
 def reserve_stock(
     item: Item | None, *, location: str, quantity: int, expected_version: int | None, now: str
 ) -> Decision:
-    live = _live(item)
+    live = _changeable(item, expected_version)
     if isinstance(live, Rejected):
         return live
-    if conflict := _check_version(live, expected_version):
-        return conflict
     if not 1 <= quantity <= MAX_COMMAND_QUANTITY:
         return Rejected(Reason.INVALID, "quantity out of range")
     level = live.level(location)
@@ -231,11 +244,9 @@ def reserve_stock(
 def release_stock(
     item: Item | None, *, location: str, quantity: int, expected_version: int | None, now: str
 ) -> Decision:
-    live = _live(item)
+    live = _changeable(item, expected_version)
     if isinstance(live, Rejected):
         return live
-    if conflict := _check_version(live, expected_version):
-        return conflict
     if not 1 <= quantity <= MAX_COMMAND_QUANTITY:
         return Rejected(Reason.INVALID, "quantity out of range")
     level = live.level(location)

@@ -22,8 +22,9 @@ class LevelView(msgspec.Struct, frozen=True):
     updated_at: str
 
 
-class ItemView(msgspec.Struct, frozen=True):
-    """An item with its totals (over every location, or one location's level: ``at_location``)."""
+class ItemSummary(msgspec.Struct, frozen=True):
+    """An item without its levels: what it is, its version and its chain totals (kept on the item
+    row, so reading them costs the same at 5 stores and at 500)."""
 
     id: str
     sku: str
@@ -36,6 +37,12 @@ class ItemView(msgspec.Struct, frozen=True):
     created_at: str
     updated_at: str
     low_stock_threshold: int | None
+
+
+class ItemView(ItemSummary, frozen=True):
+    """An item with levels: every level (an item page, a full read), the levels asked for
+    (``location=``), or the one a store sees with its totals narrowed to it (``at_location``)."""
+
     locations: list[LevelView]
 
 
@@ -60,7 +67,9 @@ class StockView(msgspec.Struct, frozen=True):
 
 
 class ItemChange(msgspec.Struct, frozen=True, tag="item", tag_field="kind", omit_defaults=True):
-    """An item's final state after one committed batch (``item`` None once it is deleted)."""
+    """What one committed batch did to an item: its summary after the batch (None once it is
+    deleted) and only the levels the batch changed. Its size does not depend on how many stores
+    the item is stocked in."""
 
     kind: ClassVar[str] = "item"
 
@@ -68,8 +77,13 @@ class ItemChange(msgspec.Struct, frozen=True, tag="item", tag_field="kind", omit
     version: int
     created: bool
     deleted: bool
-    item: ItemView | None
+    item: ItemSummary | None
+    levels: list[LevelView]
     seq: int = 0
+
+    def with_levels(self, locations: frozenset[str]) -> ItemChange:
+        """The same change as a subscriber to these locations sees it."""
+        return msgspec.structs.replace(self, levels=[lv for lv in self.levels if lv.location in locations])
 
 
 class OutcomeChange(msgspec.Struct, frozen=True, tag="outcome", tag_field="kind", omit_defaults=True):
@@ -136,6 +150,8 @@ class HistoryEntry(msgspec.Struct, frozen=True):
 _encoder = msgspec.json.Encoder()
 decode_change = msgspec.json.Decoder(Change).decode
 decode_item = msgspec.json.Decoder(ItemView).decode
+decode_summary = msgspec.json.Decoder(ItemSummary).decode
+decode_level = msgspec.json.Decoder(LevelView).decode
 decode_outcome = msgspec.json.Decoder(OutcomeChange).decode
 
 

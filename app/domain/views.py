@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from app.domain.model import Item, StockLevel
-from app.domain.records import ItemView, LevelView, StockView
+from app.domain.records import ItemSummary, ItemView, LevelView, StockView
 
 
 def level_view(level: StockLevel) -> LevelView:
@@ -21,8 +21,8 @@ def level_view(level: StockLevel) -> LevelView:
     )
 
 
-def item_view(item: Item) -> ItemView:
-    return ItemView(
+def summary_view(item: Item) -> ItemSummary:
+    return ItemSummary(
         id=item.id,
         sku=item.sku,
         name=item.name,
@@ -34,8 +34,16 @@ def item_view(item: Item) -> ItemView:
         created_at=item.created_at,
         updated_at=item.updated_at,
         low_stock_threshold=item.low_stock_threshold,
-        locations=[level_view(item.levels[code]) for code in sorted(item.levels)],
     )
+
+
+def with_levels(summary: ItemSummary, levels: list[LevelView]) -> ItemView:
+    return ItemView(**msgspec.structs.asdict(summary), locations=sorted(levels, key=lambda lv: lv.location))
+
+
+def item_view(item: Item) -> ItemView:
+    """The item with the levels it was loaded with (all of them, for a full read)."""
+    return with_levels(summary_view(item), [level_view(level) for level in item.levels.values()])
 
 
 def at_location(view: ItemView, location: str) -> ItemView:

@@ -12,7 +12,7 @@ from app.domain.catalogue import BY_EVENT_TYPE, DecisionContext
 from app.domain.events import Event, EventType
 from app.domain.model import Applied, Decision, Item, Reason, Rejected, StockLevel
 from app.domain.records import ItemChange, OutcomeChange
-from app.domain.views import item_view
+from app.domain.views import level_view, summary_view
 from app.eventlog.base import TopicPartition
 
 
@@ -99,14 +99,19 @@ class Plan:
         return [*self.new_items.values(), *(item for item, _ in self.changed_items.values())]
 
     def item_changes(self) -> list[ItemChange]:
-        """One change record per item touched, with its final state in this batch."""
+        """One change record per item touched: its summary after this batch and the levels the
+        batch changed (never the others, however many stores the item is in)."""
+        changed: dict[str, list[StockLevel]] = {}
+        for (item_id, _), (level, _) in sorted(self.levels.items()):
+            changed.setdefault(item_id, []).append(level)
         return [
             ItemChange(
                 item_id=item.id,
                 version=item.version,
                 created=item.id in self.new_items,
                 deleted=item.deleted,
-                item=None if item.deleted else item_view(item),
+                item=None if item.deleted else summary_view(item),
+                levels=[] if item.deleted else [level_view(level) for level in changed.get(item.id, [])],
             )
             for item in self.touched_items
         ]

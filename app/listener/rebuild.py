@@ -71,7 +71,10 @@ class RebuildReport:
         return not self.differences
 
 
-ITEMS_SQL = "SELECT id, sku, name, description, version, deleted_at IS NOT NULL, low_stock_threshold FROM items"
+ITEMS_SQL = (
+    "SELECT id, sku, name, description, version, deleted_at IS NOT NULL, low_stock_threshold, quantity, reserved "
+    "FROM items"
+)
 LEVELS_SQL = "SELECT item_id, location, quantity, reserved, version FROM stock_levels"
 OUTCOMES_SQL = "SELECT command_id, status, reason FROM command_outcomes"
 

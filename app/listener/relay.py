@@ -12,10 +12,9 @@ import asyncio
 import contextlib
 import logging
 
-from app.cache.base import CacheUnavailable, ItemCache, ItemEntry, entries_from_changes
+from app.cache.base import CacheUnavailable, ItemCache, entries_from_changes, entry_for
 from app.domain.events import CHANGES_TOPIC
 from app.domain.records import Change, decode_change
-from app.domain.views import item_view
 from app.eventlog.base import EventLog, LogUnavailable, Message
 from app.jsontext import change_record
 from app.listener.store import InventoryStore
@@ -130,8 +129,6 @@ class OutboxRelay:
             items = await self._store.items_page(after, PAGE)
             if not items:
                 return count
-            await self._cache.put_items(
-                [ItemEntry(i.id, i.version, None if i.deleted else item_view(i), i.sku) for i in items]
-            )
+            await self._cache.put_items([entry_for(i) for i in items])
             count += len(items)
             after = items[-1].id

@@ -6,7 +6,7 @@ import time
 
 import aiosqlite
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -18,7 +18,10 @@ CREATE TABLE IF NOT EXISTS items (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     deleted_at TEXT,
-    low_stock_threshold INTEGER
+    low_stock_threshold INTEGER,
+    -- Chain totals over every level, moved with each change (version 3).
+    quantity INTEGER NOT NULL DEFAULT 0,
+    reserved INTEGER NOT NULL DEFAULT 0
 );
 -- A deleted item keeps its row (history, late events) but frees its SKU.
 CREATE UNIQUE INDEX IF NOT EXISTS items_live_sku ON items (sku) WHERE deleted_at IS NULL;
@@ -37,6 +40,8 @@ CREATE TABLE IF NOT EXISTS stock_levels (
     CHECK (reserved >= 0 AND reserved <= quantity)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS stock_levels_location ON stock_levels (location, item_id);
+-- A store's list sorted by what it has available walks this store's part of the index only.
+CREATE INDEX IF NOT EXISTS stock_levels_location_available ON stock_levels (location, quantity - reserved);
 
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -128,6 +133,15 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
+# Indexes on columns that older files gain in _migrate: created after it.
+INDEXES_ON_MIGRATED_COLUMNS = (
+    "CREATE INDEX IF NOT EXISTS processed_events_applied ON processed_events (applied_at)",
+    # Chain-wide lists sorted by stock read the totals on the item row.
+    "CREATE INDEX IF NOT EXISTS items_live_available ON items (quantity - reserved) WHERE deleted_at IS NULL",
+    "CREATE INDEX IF NOT EXISTS items_live_quantity ON items (quantity) WHERE deleted_at IS NULL",
+)
+
+
 async def open_writer(path: str) -> aiosqlite.Connection:
     """The listener's connection: the only one that ever writes this file."""
     conn = await aiosqlite.connect(path, isolation_level=None)
@@ -144,7 +158,8 @@ async def open_writer(path: str) -> aiosqlite.Connection:
     await conn.execute("PRAGMA temp_store=MEMORY")
     await conn.executescript(SCHEMA)
     await _migrate(conn)
-    await conn.execute("CREATE INDEX IF NOT EXISTS processed_events_applied ON processed_events (applied_at)")
+    for statement in INDEXES_ON_MIGRATED_COLUMNS:
+        await conn.execute(statement)
     await conn.execute(
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -163,4 +178,18 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
         await conn.execute("BEGIN IMMEDIATE")
         await conn.execute("ALTER TABLE processed_events ADD COLUMN applied_at INTEGER NOT NULL DEFAULT 0")
         await conn.execute("UPDATE processed_events SET applied_at = ?", (int(time.time()),))
+        await conn.execute("COMMIT")
+    async with conn.execute("PRAGMA table_info(items)") as cursor:
+        columns = {row[1] for row in await cursor.fetchall()}
+    if "quantity" not in columns:
+        # Version 2 added up an item's levels on every read: the totals move onto the item row,
+        # computed once here from the levels, then kept by the listener.
+        await conn.execute("BEGIN IMMEDIATE")
+        await conn.execute("ALTER TABLE items ADD COLUMN quantity INTEGER NOT NULL DEFAULT 0")
+        await conn.execute("ALTER TABLE items ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0")
+        await conn.execute(
+            "UPDATE items SET quantity = t.q, reserved = t.r FROM "
+            "(SELECT item_id, SUM(quantity) AS q, SUM(reserved) AS r FROM stock_levels GROUP BY item_id) AS t "
+            "WHERE t.item_id = items.id"
+        )
         await conn.execute("COMMIT")

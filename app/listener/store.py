@@ -20,12 +20,12 @@ from typing import Any
 import aiosqlite
 
 from app.clock import utc_now
-from app.domain.catalogue import decode_event
+from app.domain.catalogue import BY_EVENT_TYPE, decode_event
 from app.domain.events import Event, PoisonMessage
 from app.domain.model import Item
 from app.domain.records import Change, encode_text
 from app.eventlog.base import Headers, TopicPartition
-from app.item_rows import ITEM_COLUMNS, ITEMS_BY_IDS, LEVELS_BY_IDS, assemble_items
+from app.item_rows import ITEM_COLUMNS, ITEMS_BY_IDS, LEVELS_BY_IDS, LEVELS_BY_PAIRS, assemble_items
 from app.listener.planner import Loaded, ParkedEvent, Plan
 from app.listener.schema import open_writer
 
@@ -97,9 +97,10 @@ class InventoryStore:
         return {row[0] for row in rows}
 
     async def load(self, events: Sequence[Event]) -> Loaded:
+        """The items of a batch with just the levels its events touch (and those of the events
+        parked behind them), the owners of the SKUs it creates, and its parked events."""
         item_ids = _ids(e.item_id for e in events)
         skus = _ids(e.data.sku for e in events if hasattr(e.data, "sku"))  # creates only
-        items = await self._items(item_ids)
         owners = await self._all(
             "SELECT sku, id FROM items WHERE deleted_at IS NULL AND sku IN (SELECT value FROM json_each(?))",
             (skus,),
@@ -112,12 +113,21 @@ class InventoryStore:
         parked: dict[str, list[ParkedEvent]] = {}
         for row_id, item_id, value, deadline in parked_rows:
             parked.setdefault(item_id, []).append(ParkedEvent(row_id, decode_event(value), value, deadline))
+        touched = {
+            (e.item_id, location)
+            for e in (*events, *(p.event for waiting in parked.values() for p in waiting))
+            for location in BY_EVENT_TYPE[e.event_type].touches(e)
+        }
+        items = assemble_items(
+            await self._all(ITEMS_BY_IDS, (item_ids,)),
+            await self._all(LEVELS_BY_PAIRS, (json.dumps(sorted(touched)),)),
+        )
         return Loaded(items=items, sku_owners={sku: item_id for sku, item_id in owners}, parked=parked)
 
-    async def _items(self, item_ids_json: str) -> dict[str, Item]:
-        return assemble_items(
-            await self._all(ITEMS_BY_IDS, (item_ids_json,)), await self._all(LEVELS_BY_IDS, (item_ids_json,))
-        )
+    async def all_levels(self, item_ids: Sequence[str]) -> dict[str, Item]:
+        """Items with every one of their levels (the cache refill, the rebuild's comparison)."""
+        ids = _ids(item_ids)
+        return assemble_items(await self._all(ITEMS_BY_IDS, (ids,)), await self._all(LEVELS_BY_IDS, (ids,)))
 
     async def expired_parked(self, now_epoch: float) -> list[ParkedEvent]:
         rows = await self._all(
@@ -144,7 +154,7 @@ class InventoryStore:
     async def items_page(self, after_id: str, limit: int) -> list[Item]:
         """Items in id order (deleted ones too, as tombstones), for a full refresh of the cache."""
         rows = await self._all("SELECT id FROM items WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
-        items = await self._items(_ids(row[0] for row in rows))
+        items = await self.all_levels([row[0] for row in rows])
         return [items[row[0]] for row in rows]
 
     async def last_seq(self) -> int:
@@ -291,7 +301,7 @@ class InventoryStore:
     async def _write_items(self, plan: Plan) -> None:
         conn = self.conn
         await conn.executemany(
-            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     i.id,
@@ -303,18 +313,32 @@ class InventoryStore:
                     i.updated_at,
                     i.deleted_at,
                     i.low_stock_threshold,
+                    i.quantity,
+                    i.reserved,
                 )
                 for i in plan.new_items.values()
             ],
         )
         updates = [
-            (i.sku, i.name, i.description, i.version, i.updated_at, i.deleted_at, i.low_stock_threshold, i.id, base)
+            (
+                i.sku,
+                i.name,
+                i.description,
+                i.version,
+                i.updated_at,
+                i.deleted_at,
+                i.low_stock_threshold,
+                i.quantity,
+                i.reserved,
+                i.id,
+                base,
+            )
             for i, base in plan.changed_items.values()
         ]
         if updates:
             cursor = await conn.executemany(
                 "UPDATE items SET sku = ?, name = ?, description = ?, version = ?, updated_at = ?, deleted_at = ?, "
-                "low_stock_threshold = ? WHERE id = ? AND version = ?",
+                "low_stock_threshold = ?, quantity = ?, reserved = ? WHERE id = ? AND version = ?",
                 updates,
             )
             if cursor.rowcount != len(updates):

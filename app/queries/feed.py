@@ -1,9 +1,18 @@
-"""Follow the change feed and fan every change out to this process's subscribers.
+"""Follow the change feed and fan each change out to the subscribers that asked for it.
 
 Each query process reads ``inventory.changes`` from its end (no consumer group: every process
 needs every change), keeps the freshness floor and the in-process cache current, and
-publishes each change to the in-process Litestar channel that SSE connections subscribe to.
+publishes each change to the in-process Litestar channels of the subscriptions it concerns.
 Changes missed while the feed was away are read back from the outbox table by sequence.
+
+A subscription (``Subscription``) is the chain (item totals and every outcome, no levels), a
+set of locations (their levels only), or one item (all its changed levels). Subscribers with the
+same subscription share one channel; the feed keeps an index of the channels in use by
+location and by item, so a change at one store is framed and published for the channels of
+that store, the item and the chain, never once per store of the chain. Each frame names the
+previous change published on its channel: a subscriber whose queue dropped frames
+(``dropleft``) sees that the previous one is newer than the last it sent, and refills from the
+outbox.
 """
 
 from __future__ import annotations
@@ -11,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
+import msgspec
 from litestar.channels import ChannelsPlugin
 
 from app.cache.base import CacheUnavailable, ItemCache, entries_from_changes
 from app.domain.events import CHANGES_TOPIC
-from app.domain.records import Change, ItemChange, decode_change
+from app.domain.records import Change, ItemChange, OutcomeChange, decode_change, encode_text
 from app.eventlog.base import EventLog, LogUnavailable
 from app.jsontext import change_record
 from app.queries.service import FreshnessFloor
@@ -24,15 +35,64 @@ from app.reader import InventoryReader, ReadModelUnavailable
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "changes"
+CHAIN = "chain"
 PING_SECONDS = 15.0
-PING = b"0 ping\n"
+PING = b"0 0 ping\n"
 GAP_PAGE = 1000
+NO_LEVELS: frozenset[str] = frozenset()
 
 
-def frame(seq: int, kind: str, raw: bytes) -> bytes:
-    """What travels on the in-process channel: "<seq> <kind>" on the first line, then the JSON."""
-    return b"%d %s\n%s" % (seq, kind.encode(), raw)
+@dataclass(frozen=True)
+class Subscription:
+    """What one live stream asked for. ``locations`` None and ``item_id`` None: the chain."""
+
+    locations: frozenset[str] | None = None
+    item_id: str | None = None
+
+    @property
+    def channel(self) -> str:
+        if self.item_id is not None:
+            return f"item:{self.item_id}"
+        if self.locations is not None:
+            return "at:" + ",".join(sorted(self.locations))
+        return CHAIN
+
+    def narrow(self, change: Change) -> Change | None:
+        """The change as this subscription sees it, or None when it does not concern it.
+
+        A change that carries no location (an edit, a delete, an outcome of either) reaches
+        every location subscription: each store shows the item's name and its removal."""
+        if self.item_id is not None:
+            return change if change.item_id == self.item_id else None
+        if isinstance(change, OutcomeChange):
+            if self.locations is None or change.location is None or change.location in self.locations:
+                return change
+            return None
+        if self.locations is None:
+            return change.with_levels(NO_LEVELS) if change.levels else change
+        if not change.levels:
+            return change
+        narrowed = change.with_levels(self.locations)
+        return narrowed if narrowed.levels else None
+
+    def payload(self, change: Change, raw: bytes) -> bytes | None:
+        """The JSON this subscription is sent for a change published as ``raw`` (None: nothing)."""
+        narrowed = self.narrow(change)
+        if narrowed is None:
+            return None
+        if narrowed is change:
+            return raw
+        # Same wire format as the feed's own records: the sequence first (app/jsontext.py).
+        return change_record(change.seq, encode_text(msgspec.structs.replace(narrowed, seq=0)))
+
+
+CHAIN_WIDE = Subscription()
+
+
+def frame(seq: int, prev: int, kind: str, raw: bytes) -> bytes:
+    """What travels on a channel: "<seq> <prev> <kind>" on the first line, then the JSON. ``prev``
+    is the sequence of the change published on the same channel before this one."""
+    return b"%d %d %s\n%s" % (seq, prev, kind.encode(), raw)
 
 
 class ChangeFeed:
@@ -52,7 +112,77 @@ class ChangeFeed:
         self.connected = False
         self.last_seq = 0
         self.subscribers = 0
-        self._last_sent = time.monotonic()
+        self._last_ping = time.monotonic()
+        # Channels in use: how many streams hold each, the newest change published on each,
+        # and the indexes that find them for a change without looking at the others.
+        self._held: dict[str, tuple[Subscription, int]] = {}
+        self._prev: dict[str, int] = {}
+        self._by_location: dict[str, set[str]] = {}
+        self._by_item: dict[str, str] = {}
+        self._location_channels: set[str] = set()
+        self._chain_held = False
+
+    def register(self, subscription: Subscription) -> int:
+        """Start serving a subscription; returns the sequence its live part starts after."""
+        channel = subscription.channel
+        held = self._held.get(channel)
+        if held is not None:
+            self._held[channel] = (subscription, held[1] + 1)
+            return self.last_seq
+        self._held[channel] = (subscription, 1)
+        self._prev[channel] = self.last_seq
+        if subscription.item_id is not None:
+            self._by_item[subscription.item_id] = channel
+        elif subscription.locations is not None:
+            self._location_channels.add(channel)
+            for location in subscription.locations:
+                self._by_location.setdefault(location, set()).add(channel)
+        else:
+            self._chain_held = True
+        return self.last_seq
+
+    def unregister(self, subscription: Subscription) -> None:
+        channel = subscription.channel
+        held = self._held.get(channel)
+        if held is None:
+            return
+        if held[1] > 1:
+            self._held[channel] = (subscription, held[1] - 1)
+            return
+        del self._held[channel], self._prev[channel]
+        if subscription.item_id is not None:
+            self._by_item.pop(subscription.item_id, None)
+        elif subscription.locations is not None:
+            self._location_channels.discard(channel)
+            for location in subscription.locations:
+                channels = self._by_location.get(location)
+                if channels is not None:
+                    channels.discard(channel)
+                    if not channels:
+                        del self._by_location[location]
+        else:
+            self._chain_held = False
+
+    def _channels_for(self, change: Change) -> set[str]:
+        """The channels in use that a change may concern: the chain, its item, and the
+        subscriptions of the locations it carries (of every location when it carries none)."""
+        found: set[str] = set()
+        if self._chain_held:
+            found.add(CHAIN)
+        item_channel = self._by_item.get(change.item_id)
+        if item_channel is not None:
+            found.add(item_channel)
+        if not self._location_channels:
+            return found
+        if isinstance(change, ItemChange):
+            locations = [level.location for level in change.levels]
+        else:
+            locations = [change.location] if change.location is not None else []
+        if not locations:
+            found |= self._location_channels
+        for location in locations:
+            found |= self._by_location.get(location, set())
+        return found
 
     async def run(self) -> None:
         self.last_seq = await self._newest_seq()
@@ -115,8 +245,7 @@ class ChangeFeed:
                 self._floor.raise_to(change.item_id, change.version)
             self.last_seq = max(self.last_seq, change.seq)
             if self.channels is not None:
-                # Framed once here; every subscriber sends these bytes as they are.
-                self.channels.publish(frame(change.seq, change.kind, raw), CHANNEL)
+                self._publish(change, raw)
         if self._cache is not None:
             items, outcomes = entries_from_changes([change for change, _ in changes])
             try:
@@ -124,9 +253,20 @@ class ChangeFeed:
                 await self._cache.put_outcomes(outcomes)
             except CacheUnavailable:
                 pass  # reads fall back to SQLite; nothing is lost
-        self._last_sent = time.monotonic()
+
+    def _publish(self, change: Change, raw: bytes) -> None:
+        assert self.channels is not None
+        for channel in self._channels_for(change):
+            subscription = self._held[channel][0]
+            payload = subscription.payload(change, raw)
+            if payload is None:
+                continue
+            # Framed once per channel here; every subscriber of it sends these bytes as they are.
+            self.channels.publish(frame(change.seq, self._prev[channel], change.kind, payload), channel)
+            self._prev[channel] = change.seq
 
     def _keep_alive(self) -> None:
-        if self.channels is not None and time.monotonic() - self._last_sent >= PING_SECONDS:
-            self.channels.publish(PING, CHANNEL)
-            self._last_sent = time.monotonic()
+        # Every channel, busy or not: a quiet store's wall must not look dead while others sell.
+        if self.channels is not None and self._held and time.monotonic() - self._last_ping >= PING_SECONDS:
+            self.channels.publish(PING, list(self._held))
+            self._last_ping = time.monotonic()

@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.cache.base import CachedItem, CacheUnavailable, ItemCache, ItemEntry
-from app.domain.records import Change, HistoryEntry, ItemView, StockView, decode_change
-from app.domain.views import item_view, stock_view
+import msgspec
+
+from app.cache.base import CachedItem, CacheUnavailable, ItemCache, ItemEntry, entry_for
+from app.domain.records import Change, HistoryEntry, ItemView, LevelView, StockView, decode_change
+from app.domain.views import item_view, stock_view, summary_view, with_levels
 from app.jsontext import change_record
 from app.metrics import CACHE_LOOKUPS
 from app.reader import InventoryReader, ItemPage
@@ -30,11 +33,27 @@ class ItemNotFound(LookupError):
 
 @dataclass(frozen=True)
 class ItemDetail:
-    """What the item page shows: the item (as it was, when deleted) and its latest history."""
+    """What the item page shows: the item (as it was, when deleted) with one page of its levels,
+    and its latest history."""
 
     item: ItemView
     deleted: bool
     history: list[HistoryEntry]
+    levels: LevelPage
+
+
+@dataclass(frozen=True)
+class LevelPage:
+    """One page of an item's levels, by location."""
+
+    levels: list[LevelView]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def total_pages(self) -> int:
+        return max(1, (self.total + self.page_size - 1) // self.page_size)
 
 
 class FreshnessFloor:
@@ -84,21 +103,42 @@ class QueryService:
         self._floor = floor
         self.cache_health = CacheHealth()
 
-    async def item(self, item_id: str) -> ItemView:
-        cached = await self._cached(item_id)
-        if cached is not None:
-            CACHE_LOOKUPS.labels("hit").inc()
-            if cached.item is None:
-                raise ItemNotFound(item_id)
-            return cached.item
-        CACHE_LOOKUPS.labels("miss").inc()
-        return await self._from_database(item_id)
+    async def item(self, item_id: str, locations: Sequence[str] | None = None) -> ItemView:
+        """The item with its levels at ``locations`` (every level when None); its totals stay the
+        chain's.
 
-    async def item_by_sku(self, sku: str) -> ItemView:
+        With locations: the summary and those levels cache-first, the missing levels (or all of
+        it, when the cached summary is missing or older than the floor) from SQLite. Cached levels
+        are used only beside a cached summary the floor allows: the listener writes an item's
+        summary and the levels a batch changed together, so such a summary vouches for them.
+        Without locations: one read of the item and all its levels from SQLite (a range of the
+        primary key), since the cache cannot tell which locations an item has."""
+        if locations is None:
+            # Not a cache lookup: counting it as a miss would hide the hit rate of the reads that are.
+            return await self._from_database(item_id, None)
+        cached = await self._cached(item_id)
+        if cached is None:
+            CACHE_LOOKUPS.labels("miss").inc()
+            return await self._from_database(item_id, locations)
+        CACHE_LOOKUPS.labels("hit").inc()
+        if cached.item is None:
+            raise ItemNotFound(item_id)
+        levels = await self._cached_levels(item_id, locations)
+        missing = [code for code in locations if code not in levels]
+        if missing:
+            stored = await self._reader.item_at(item_id, missing)
+            if stored is None or stored.version != cached.item.version:
+                # SQLite moved on since the cached summary: answer what it has now, all of it.
+                return await self._from_database(item_id, locations)
+            await self.fill_cache(entry_for(stored))
+            levels.update({level.location: level for level in item_view(stored).locations})
+        return with_levels(cached.item, list(levels.values()))
+
+    async def item_by_sku(self, sku: str, locations: Sequence[str] | None = None) -> ItemView:
         item_id = await self._cached_id(sku)
         if item_id is not None:
             try:
-                view = await self.item(item_id)
+                view = await self.item(item_id, locations)
                 if view.sku == sku:
                     return view
             except ItemNotFound:
@@ -106,25 +146,38 @@ class QueryService:
         item_id = await self._reader.item_id_by_sku(sku)
         if item_id is None:
             raise ItemNotFound(sku)
-        return await self.item(item_id)
+        return await self.item(item_id, locations)
+
+    async def level_page(self, item_id: str, *, page: int, page_size: int) -> LevelPage:
+        """One page of a live item's levels, from SQLite (a range of the primary key)."""
+        if await self._reader.item_state(item_id) != "live":
+            raise ItemNotFound(item_id)
+        levels, total = await self._reader.level_page(item_id, page=page, page_size=page_size)
+        return LevelPage(levels, total, page, page_size)
 
     async def list_items(
         self, *, page: int, page_size: int, q: str | None, location: str | None, sort: str
     ) -> ItemPage:
         return await self._reader.list_items(page=page, page_size=page_size, q=q, location=location, sort=sort)
 
-    async def item_detail(self, item_id: str, *, history_rows: int) -> ItemDetail:
-        """The item cache-first like ``item``; a deleted one as SQLite keeps it (its row and
+    async def item_detail(
+        self, item_id: str, *, history_rows: int, levels_page: int = 1, levels_page_size: int = 50
+    ) -> ItemDetail:
+        """The item's summary cache-first like ``item`` with one page of its levels (so the page
+        costs the same at 5 or 500 stores); a deleted one as SQLite keeps it (its row and
         history stay), since the page still shows what it was."""
+        levels, total = await self._reader.level_page(item_id, page=levels_page, page_size=levels_page_size)
         try:
-            view, deleted = await self.item(item_id), False
+            view = msgspec.structs.replace(await self.item(item_id, ()), locations=levels)
+            deleted = False
         except ItemNotFound:
-            stored = await self._reader.item(item_id)
+            stored = await self._reader.item_at(item_id, ())
             if stored is None:
                 raise
-            view, deleted = item_view(stored), stored.deleted
+            view, deleted = with_levels(summary_view(stored), levels), stored.deleted
         history = await self._reader.history(item_id, limit=history_rows, before=None)
-        return ItemDetail(view, deleted, history)
+        page = LevelPage(levels, total, levels_page, levels_page_size)
+        return ItemDetail(view, deleted, history, page)
 
     async def recent_changes(self, limit: int) -> list[Change]:
         """The newest change records still in the outbox, newest first."""
@@ -162,20 +215,33 @@ class QueryService:
             self.cache_health.failed(exc)
             return None
 
-    async def _from_database(self, item_id: str) -> ItemView:
-        snapshot = await self.read_snapshot(item_id)
-        await self.fill_cache(snapshot)
-        if snapshot.item is None:
-            raise ItemNotFound(item_id)
-        return snapshot.item
+    async def _cached_levels(self, item_id: str, locations: Sequence[str]) -> dict[str, LevelView]:
+        if not locations or not self.cache_health.usable():
+            return {}
+        try:
+            return dict(await self._cache.get_levels(item_id, locations))
+        except CacheUnavailable as exc:
+            self.cache_health.failed(exc)
+            return {}
 
-    async def read_snapshot(self, item_id: str) -> ItemEntry:
-        """The item as SQLite has it now (a tombstone entry when deleted)."""
-        item = await self._reader.item(item_id)
+    async def _from_database(self, item_id: str, locations: Sequence[str] | None) -> ItemView:
+        stored = await self._reader.item_at(item_id, locations)
+        if stored is None:
+            raise ItemNotFound(item_id)
+        self._floor.raise_to(item_id, stored.version)
+        await self.fill_cache(entry_for(stored))
+        if stored.deleted:
+            raise ItemNotFound(item_id)
+        return item_view(stored)
+
+    async def read_snapshot(self, item_id: str, locations: Sequence[str] | None = None) -> ItemEntry:
+        """The item as SQLite has it now, with its levels at ``locations`` (all when None); a
+        tombstone entry when deleted."""
+        item = await self._reader.item_at(item_id, locations)
         if item is None:
             raise ItemNotFound(item_id)
         self._floor.raise_to(item_id, item.version)
-        return ItemEntry(item.id, item.version, None if item.deleted else item_view(item), item.sku)
+        return entry_for(item)
 
     async def fill_cache(self, snapshot: ItemEntry) -> None:
         """Put what we read into the cache. Guarded by version: if the listener stored something

@@ -1,10 +1,12 @@
 """``GET /api/v1/inventory/stream``: server-sent events of changes and command outcomes.
 
-The event id is the listener's commit sequence. A client that reconnects with
-``Last-Event-ID`` gets every change it missed from the outbox table, or a ``reset`` event when
-those are no longer kept (then it should reload). A client too slow to keep up loses its
-oldest queued events in memory and gets them back from the outbox the same way, so it never
-slows down the others.
+A client subscribes to what it shows (``app/queries/feed.py:Subscription``): ``location=S001,S002``
+gets those locations' levels, without it the chain's item totals; both get the outcomes that
+concern them. The event id is the listener's commit sequence: ids rise, with gaps where other
+locations changed. A client that reconnects with ``Last-Event-ID`` gets every change of its
+subscription it missed from the outbox table, or a ``reset`` event when those are no longer
+kept (then it should reload). A client too slow to keep up loses its oldest queued events in
+memory and gets them back from the outbox the same way, so it never slows down the others.
 """
 
 from __future__ import annotations
@@ -17,16 +19,21 @@ from typing import Annotated, Literal
 from litestar import get
 from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.auth.roles import Role
+from app.domain import rules
+from app.domain.catalogue import FieldError, InvalidCommand
 from app.domain.records import Change, decode_change
 from app.http.auth import requires
+from app.http.errors import ErrorBody
 from app.jsontext import change_record
 from app.metrics import SSE_CLIENTS, SSE_REFILLS
-from app.queries.feed import CHANNEL, ChangeFeed
+from app.queries.feed import CHAIN_WIDE, ChangeFeed, Subscription
 from app.reader import InventoryReader
+from app.settings import Settings
 
 RETRY_MS = 1000
 # Beyond this many missed changes a client is better off reloading than replaying.
@@ -72,46 +79,65 @@ class ChangeStream:
         self._feed = feed
         self._channels = channels
 
-    async def items(self, last_event_id: int | None) -> AsyncGenerator[StreamItem, None]:
-        # Subscribe first, then replay: a change committed in between is in both, and the
-        # sequence check below drops the second copy.
-        async with self._channels.start_subscription([CHANNEL]) as subscriber:
-            self._feed.subscribers += 1
-            SSE_CLIENTS.inc()
-            try:
-                yield StreamItem("hello")
-                # A new client starts at what this process has announced; a returning one gets
-                # everything after its Last-Event-ID from the outbox first.
-                last = self._feed.last_seq
-                if last_event_id is not None:
-                    oldest, newest = await self._reader.seq_range()
-                    last = last_event_id
-                    async for item in self._replay(last, max(newest, self._feed.last_seq), oldest):
+    async def items(
+        self, last_event_id: int | None, subscription: Subscription = CHAIN_WIDE
+    ) -> AsyncGenerator[StreamItem, None]:
+        # Register first, then subscribe, then replay: a change published before the channel
+        # is in place shows up as a "previous" newer than ours and is refilled from the outbox;
+        # a change both replayed and received is dropped by the sequence check below.
+        channel = subscription.channel
+        start = self._feed.register(subscription)
+        try:
+            async with self._channels.start_subscription([channel]) as subscriber:
+                self._feed.subscribers += 1
+                SSE_CLIENTS.inc()
+                try:
+                    async for item in self._follow(subscriber.iter_events(), start, last_event_id, subscription):
                         yield item
-                        last = item.seq
-                async for framed in subscriber.iter_events():
-                    head, _, raw = framed.partition(b"\n")
-                    seq_text, _, kind = head.partition(b" ")
-                    if kind == b"ping":
-                        yield StreamItem("ping")
-                        continue
-                    seq = int(seq_text)
-                    if seq <= last:
-                        continue
-                    if seq > last + 1:  # we fell behind and lost queued events: take them from the outbox
-                        SSE_REFILLS.inc()
-                        async for item in self._replay(last, seq - 1, 0):
-                            yield item
-                            last = item.seq
-                    yield StreamItem("change", seq, raw, kind.decode())
-                    last = seq
-            finally:
-                self._feed.subscribers -= 1
-                SSE_CLIENTS.dec()
+                finally:
+                    self._feed.subscribers -= 1
+                    SSE_CLIENTS.dec()
+        finally:
+            self._feed.unregister(subscription)
 
-    async def events(self, last_event_id: int | None) -> AsyncGenerator[ServerSentEventMessage, None]:
+    async def _follow(
+        self,
+        frames: AsyncGenerator[bytes, None],
+        start: int,
+        last_event_id: int | None,
+        subscription: Subscription,
+    ) -> AsyncGenerator[StreamItem, None]:
+        yield StreamItem("hello")
+        # A new client starts at what this process had announced when it subscribed; a
+        # returning one gets everything of its subscription after its Last-Event-ID first.
+        last = start
+        if last_event_id is not None:
+            oldest, newest = await self._reader.seq_range()
+            up_to = max(newest, self._feed.last_seq)
+            async for item in self._replay(subscription, last_event_id, up_to, oldest):
+                yield item
+            last = up_to
+        async for framed in frames:
+            head, _, raw = framed.partition(b"\n")
+            seq_text, prev_text, kind = head.split(b" ", 2)
+            if kind == b"ping":
+                yield StreamItem("ping")
+                continue
+            seq = int(seq_text)
+            if seq <= last:
+                continue
+            if int(prev_text) > last:  # we fell behind and lost queued events: take them from the outbox
+                SSE_REFILLS.inc()
+                async for item in self._replay(subscription, last, seq - 1, 0):
+                    yield item
+            yield StreamItem("change", seq, raw, kind.decode())
+            last = seq
+
+    async def events(
+        self, last_event_id: int | None, subscription: Subscription = CHAIN_WIDE
+    ) -> AsyncGenerator[ServerSentEventMessage, None]:
         """The JSON stream of the API."""
-        async for item in self.items(last_event_id):
+        async for item in self.items(last_event_id, subscription):
             if item.kind == "hello":
                 yield ServerSentEventMessage(comment="connected", retry=RETRY_MS)
             elif item.kind == "ping":
@@ -121,7 +147,12 @@ class ChangeStream:
             else:
                 yield Encoded(sse_bytes(item.seq, item.change_kind, item.raw))
 
-    async def _replay(self, after: int, up_to: int, oldest: int) -> AsyncGenerator[StreamItem, None]:
+    async def _replay(
+        self, subscription: Subscription, after: int, up_to: int, oldest: int
+    ) -> AsyncGenerator[StreamItem, None]:
+        """The subscription's changes after ``after`` up to ``up_to``, from the outbox. The outbox
+        holds every change of the chain, so a location's replay reads the others' and skips
+        them: a cost paid on a reconnection or a refill, not on every change."""
         if after > up_to or up_to - after > MAX_REPLAY or (oldest and after < oldest - 1):
             # Too far behind, or ahead of us (a database that was reset): start again.
             yield StreamItem("reset", seq=up_to)
@@ -134,7 +165,10 @@ class ChangeStream:
                 return
             for seq, kind, payload in rows:
                 after = seq
-                yield StreamItem("change", seq, change_record(seq, payload), kind)
+                raw = change_record(seq, payload)
+                narrowed = subscription.payload(decode_change(raw), raw)
+                if narrowed is not None:
+                    yield StreamItem("change", seq, narrowed, kind)
 
 
 def _reset(seq: int) -> ServerSentEventMessage:
@@ -145,21 +179,47 @@ def _reset(seq: int) -> ServerSentEventMessage:
     )
 
 
+LOCATION_HELP = (
+    "Comma-separated location codes: only changes of their levels (and outcomes at them, and "
+    "item edits and deletes). Without it: every item's chain totals (no levels) and every outcome."
+)
+
+
+def parse_locations(raw: str | None, known: tuple[str, ...]) -> frozenset[str] | None:
+    """``S001,S002`` as a set of known codes; None when absent (the chain). Unknown codes are a 400."""
+    if raw is None or not raw.strip():
+        return None
+    codes = {rules.normalise_location(part) for part in raw.split(",")} - {""}
+    unknown = sorted(codes - set(known))
+    if unknown or not codes:
+        raise InvalidCommand([FieldError("location", f"unknown location; known: {', '.join(known)}")])
+    return frozenset(codes)
+
+
 @get(
     "/api/v1/inventory/stream",
     guards=[requires(Role.VIEWER)],
     tags=["queries"],
     summary="Live changes and command outcomes (server-sent events)",
-    description="Events: item, outcome, reset; comments as keep-alives. Resume with Last-Event-ID.",
+    description=(
+        "Events: item, outcome, reset; comments as keep-alives. Resume with Last-Event-ID (or `after`): "
+        "the missed changes of the same subscription are replayed. With `location`, an item event carries "
+        "only the levels at those locations (`levels`) and the item's chain totals (`item`); changes at "
+        "other locations are not sent. Without it, item events carry the totals and no levels."
+    ),
+    responses={400: ResponseSpec(ErrorBody, description="An unknown location code")},
 )
 async def stream_changes(
     change_stream: NamedDependency[ChangeStream],
+    settings: NamedDependency[Settings],
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
     after: Annotated[
         int | None, Parameter(description="resume after this sequence (for clients without headers)")
     ] = None,
+    location: Annotated[str | None, Parameter(description=LOCATION_HELP, max_length=4000)] = None,
 ) -> ServerSentEvent:
+    subscription = Subscription(locations=parse_locations(location, settings.locations))
     resume = after
     if last_event_id is not None and last_event_id.strip().isdigit():
         resume = int(last_event_id.strip())
-    return ServerSentEvent(change_stream.events(resume))
+    return ServerSentEvent(change_stream.events(resume, subscription))

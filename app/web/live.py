@@ -5,6 +5,11 @@ Rows and tiles are sent as replacements of themselves; one that is not on the pa
 appended to its container by static/app.js (it carries ``data-home``). After every
 (re)connection the page is told to ``resync`` and reloads its fragment, so nothing missed while
 disconnected stays missed. All markup is in ``templates/partials/oob_*.html``.
+
+Each page subscribes to what it shows (``app/queries/feed.py:Subscription``): a wall and a
+store's dashboard to their location, the chain's dashboard and the events page to the chain
+(item totals, no levels), an item page to its item. So a wall's stream carries its store's
+changes, the item edits and deletes that every store shows, and nothing of the other stores.
 """
 
 from __future__ import annotations
@@ -20,19 +25,20 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from app.auth.roles import Role
 from app.auth.tokens import Principal
 from app.domain import rules
-from app.domain.records import Change, ItemView, OutcomeChange
-from app.domain.views import at_location
+from app.domain.records import Change, ItemChange, ItemSummary, OutcomeChange
+from app.domain.views import at_location, with_levels
 from app.http.auth import requires
+from app.queries.feed import CHAIN_WIDE, Subscription
 from app.queries.service import ItemNotFound, QueryService
 from app.queries.stream import RETRY_MS, ChangeStream, StreamItem
 from app.settings import Settings
 from app.web.context import role_context, site_context
 from app.web.labels import badge_context
+from app.web.pages import HISTORY_ROWS, LEVELS_PAGE_SIZE
 from app.web.rendering import Renderer
 
 ViewKind = Literal["dashboard", "wall", "item", "events"]
 VIEW_KINDS: tuple[ViewKind, ...] = ("dashboard", "wall", "item", "events")
-HISTORY_ROWS = 30
 
 
 @dataclass(frozen=True)
@@ -41,13 +47,20 @@ class View:
     q: str = ""
     location: str | None = None
     item_id: str | None = None
+    levels_page: int = 1
 
-    def shows(self, item: ItemView) -> bool:
-        """Whether this page lists the item at all (search and location filter)."""
+    def matches(self, item: ItemSummary) -> bool:
+        """Whether the item matches this page's search."""
         q = self.q.lower()
-        if q and q not in item.sku.lower() and q not in item.name.lower():
-            return False
-        return not self.location or any(level.location == self.location for level in item.locations)
+        return not q or q in item.sku.lower() or q in item.name.lower()
+
+    @property
+    def subscription(self) -> Subscription:
+        if self.kind == "item" and self.item_id:
+            return Subscription(item_id=self.item_id)
+        if self.kind in ("dashboard", "wall") and self.location:
+            return Subscription(locations=frozenset({self.location}))
+        return CHAIN_WIDE
 
 
 class LiveUpdates:
@@ -84,18 +97,40 @@ class LiveUpdates:
         if view.kind == "item":
             return await self._item_panel(change.item_id, view, context, queries)
         template = "partials/oob_row.html" if view.kind == "dashboard" else "partials/oob_tile.html"
-        item = change.item
-        if change.deleted or item is None or not view.shows(item):
+        item = await self._shown(change, view, queries)
+        if item is None:
             return render(template, removed=True, item_id=change.item_id, **context)
-        if view.location:
-            item = at_location(item, view.location)
         return render(template, item=item, **context)
+
+    async def _shown(self, change: ItemChange, view: View, queries: QueryService) -> ItemSummary | None:
+        """The item as this row or tile shows it after the change; None when the page should not
+        show it (deleted, not matching the search, not stocked at the page's location)."""
+        summary = change.item
+        if change.deleted or summary is None or not view.matches(summary):
+            return None
+        if not view.location:
+            return summary  # the chain's list shows the totals the change carries
+        level = next((lv for lv in change.levels if lv.location == view.location), None)
+        if level is not None:
+            return at_location(with_levels(summary, [level]), view.location)
+        # A change without this location's level (an edit, a delete): the level it shows is
+        # read, cache-first, like the page read it.
+        try:
+            stored = await queries.item(change.item_id, [view.location])
+        except ItemNotFound:
+            return None
+        if not any(lv.location == view.location for lv in stored.locations):
+            return None
+        return at_location(stored, view.location)
 
     async def _item_panel(self, item_id: str, view: View, context: dict[str, Any], queries: QueryService) -> str:
         if item_id != view.item_id:
             return ""
         try:
-            detail = await queries.item_detail(item_id, history_rows=HISTORY_ROWS)
+            # The page of levels the page shows, as app/web/pages.py reads it.
+            detail = await queries.item_detail(
+                item_id, history_rows=HISTORY_ROWS, levels_page=view.levels_page, levels_page_size=LEVELS_PAGE_SIZE
+            )
         except ItemNotFound:
             return ""
         return self._renderer.render(
@@ -103,6 +138,7 @@ class LiveUpdates:
             item=detail.item,
             deleted=detail.deleted,
             history=detail.history,
+            levels=detail.levels,
             **context,
         )
 
@@ -125,6 +161,15 @@ async def page_stream(
         q=(params.get("q") or "").strip()[:100],
         location=location,
         item_id=rules.normalise_uuid(params.get("item_id") or ""),
+        levels_page=_levels_page(params.get("levels_page")),
     )
     context = {**site_context(settings), **role_context(request.user), "location": view.location}
-    return ServerSentEvent(live_updates.messages(change_stream.items(None), view, context, queries))
+    stream = change_stream.items(None, view.subscription)
+    return ServerSentEvent(live_updates.messages(stream, view, context, queries))
+
+
+def _levels_page(raw: str | None) -> int:
+    try:
+        return max(1, min(int(raw or "1"), 100_000))
+    except ValueError:
+        return 1

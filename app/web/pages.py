@@ -33,6 +33,7 @@ from app.web.labels import badge_context
 PAGE_SIZE = 25
 WALL_TILES = 200
 HISTORY_ROWS = 30
+LEVELS_PAGE_SIZE = 50
 EVENT_ROWS = 100
 
 
@@ -194,9 +195,8 @@ class PageController(Controller):
         settings: NamedDependency[Settings],
         queries: NamedDependency[QueryService],
     ) -> Template:
-        return Template(
-            "item.html", context=page_context(request, settings, nav="item", **await self._item(queries, item_id))
-        )
+        context = await self._item(queries, item_id, _levels_page(request))
+        return Template("item.html", context=page_context(request, settings, nav="item", **context))
 
     @get("/ui/items/{item_id:str}/panel")
     async def item_panel(
@@ -206,18 +206,26 @@ class PageController(Controller):
         settings: NamedDependency[Settings],
         queries: NamedDependency[QueryService],
     ) -> Template:
-        context = page_context(request, settings, **await self._item(queries, item_id))
+        context = page_context(request, settings, **await self._item(queries, item_id, _levels_page(request)))
         return Template("partials/item_panel.html", context=context)
 
-    async def _item(self, queries: QueryService, item_id: str) -> dict[str, Any]:
+    async def _item(self, queries: QueryService, item_id: str, levels_page: int) -> dict[str, Any]:
         stored_id = rules.normalise_uuid(item_id)
         try:
             if stored_id is None:
                 raise ItemNotFound(item_id)
-            detail = await queries.item_detail(stored_id, history_rows=HISTORY_ROWS)
+            detail = await queries.item_detail(
+                stored_id, history_rows=HISTORY_ROWS, levels_page=levels_page, levels_page_size=LEVELS_PAGE_SIZE
+            )
         except ItemNotFound:
             raise ApiError(404, "no such item") from None
-        return {"item": detail.item, "deleted": detail.deleted, "history": detail.history, "location": None}
+        return {
+            "item": detail.item,
+            "deleted": detail.deleted,
+            "history": detail.history,
+            "levels": detail.levels,
+            "location": None,
+        }
 
     @get("/events")
     async def events_page(
@@ -274,6 +282,14 @@ class PageController(Controller):
             raise ApiError(404, "no such command")
         context = page_context(request, settings, **badge_context(found))
         return Template("partials/badge_state.html", context=context)
+
+
+def _levels_page(request: Request[Any, Any, Any]) -> int:
+    # The item page shows its levels a page at a time: a chain item has one per store.
+    try:
+        return max(1, min(int(request.query_params.get("levels_page", "1")), 100_000))
+    except ValueError:
+        return 1
 
 
 async def _wall_items(queries: QueryService, location: str) -> list[ItemView]:

@@ -81,3 +81,37 @@ def test_bench_kafka(tmp_path: Path) -> None:
         data["sections"]["resources"]["processes"]
     )
     assert ("redis-down", "stock") in {(case["cache"], case["endpoint"]) for case in data["sections"]["reads"]["cases"]}
+
+
+def test_bench_growth_small(tmp_path: Path) -> None:
+    """The growth section at toy sizes (MAIN + 2 and MAIN + 20 stores x 50 items): every figure is
+    there for both chains, and the change record after a reserve does not grow with the chain."""
+    out = tmp_path / "growth.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "growth", "--mode", "embedded", "--size", "small", "--out", str(out),
+         "--work-dir", str(tmp_path / "work")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    # 1: a target not met (speed depends on the machine), not a failure of the harness.
+    assert result.returncode in (0, 1), (
+        f"bench exited {result.returncode}:\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
+    )
+    data = json.loads(out.read_text())
+    assert data["run"]["kind"] == "growth" and data["run"]["interrupted"] is None
+    assert data["machine"]["cores"] >= 1 and data["run"]["git_commit"]
+    growth = data["growth"]
+    assert growth["load_generator"]["name"]
+    small, large = growth["chains"]["small"], growth["chains"]["large"]
+    assert (small["stores"], large["stores"]) == (2, 20)
+    assert large["apply"]["levels"] > 5 * small["apply"]["levels"]
+    for chain in (small, large):
+        assert chain["apply"]["rejected"] == 0
+        for workload in ("list_page", "stock", "reserve"):
+            assert chain[workload]["requests"] > 0, (workload, chain[workload])
+        assert chain["change_record"]["reserve_status"] == "applied"
+        assert chain["process"]["rss_mib"] > 0 and chain["data_dir_mib"] > 0
+    assert growth["targets"]["change_record_under_1kb"] is True
+    assert set(growth["ratios"]) >= {"list_p99", "stock_p99", "reserve_p99", "change_record_bytes", "rss"}

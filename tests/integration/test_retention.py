@@ -159,3 +159,38 @@ async def test_a_database_of_schema_1_is_migrated_in_place(tmp_path: Path) -> No
         await store.close()
     assert query(db, "SELECT applied_at >= ? FROM processed_events", (before,)) == [(1,)]
     assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
+
+
+async def test_a_database_of_schema_2_gains_chain_totals_on_the_item_row(tmp_path: Path) -> None:
+    """Version 2 added up the levels on every read; after the in-place migration the item row holds
+    the totals, and the listener keeps them from there on."""
+    db = tmp_path / "inventory.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE items (id TEXT PRIMARY KEY, sku TEXT NOT NULL, name TEXT NOT NULL, "
+            "description TEXT NOT NULL DEFAULT '', version INTEGER NOT NULL, created_at TEXT NOT NULL, "
+            "updated_at TEXT NOT NULL, deleted_at TEXT, low_stock_threshold INTEGER)"
+        )
+        conn.execute(
+            "CREATE TABLE stock_levels (item_id TEXT NOT NULL, location TEXT NOT NULL, quantity INTEGER NOT NULL, "
+            "reserved INTEGER NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL, "
+            "PRIMARY KEY (item_id, location)) WITHOUT ROWID"
+        )
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+        conn.execute("INSERT INTO items VALUES ('i1', 'A', 'a', '', 3, 't', 't', NULL, NULL)")
+        conn.execute("INSERT INTO items VALUES ('i2', 'B', 'b', '', 1, 't', 't', NULL, NULL)")
+        conn.executemany(
+            "INSERT INTO stock_levels VALUES (?, ?, ?, ?, 1, 't')",
+            [("i1", "MAIN", 10, 2), ("i1", "S001", 5, 1), ("i1", "S002", 0, 0)],
+        )
+    store = InventoryStore(db)
+    await store.open()
+    try:
+        loaded = await store.all_levels(["i1", "i2"])
+    finally:
+        await store.close()
+    assert (loaded["i1"].quantity, loaded["i1"].reserved) == (15, 3)
+    assert (loaded["i2"].quantity, loaded["i2"].reserved) == (0, 0)
+    assert query(db, "SELECT id, quantity, reserved FROM items ORDER BY id") == [("i1", 15, 3), ("i2", 0, 0)]
+    assert query(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]

@@ -134,3 +134,14 @@ def test_every_applied_level_keeps_the_invariant() -> None:
         if isinstance(decision, Applied):
             item = decision.item
         assert all(level.holds_invariant() for level in item.levels.values())
+
+
+def test_a_change_at_one_level_moves_the_chain_totals_without_the_other_levels() -> None:
+    # Loaded as the listener loads it: the totals from the item row, only the level it touches.
+    level = StockLevel("S001", 10, 2, 3, NOW)
+    item = Item("i1", "SKU-1", "Thing", "", 7, NOW, NOW, None, {"S001": level}, quantity=500, reserved=40)
+    reserved = applied(model.reserve_stock(item, location="S001", quantity=3, expected_version=None, now=NOW))
+    assert (reserved.quantity, reserved.reserved, reserved.available) == (500, 43, 457)
+    adjusted = applied(model.adjust_stock(reserved, location="S002", delta=5, expected_version=None, now=NOW))
+    assert (adjusted.quantity, adjusted.reserved) == (505, 43)
+    assert set(adjusted.levels) == {"S001", "S002"} and adjusted.levels["S002"].quantity == 5

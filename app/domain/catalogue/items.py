@@ -9,7 +9,7 @@ import msgspec
 
 from app.domain import model
 from app.domain.catalogue.fields import Location, Sku, Text, Threshold, Units
-from app.domain.catalogue.spec import CommandSpec, DecisionContext
+from app.domain.catalogue.spec import CommandSpec, DecisionContext, no_levels
 from app.domain.events import Description, Event, EventType, Name
 from app.domain.events import Sku as SkuText
 from app.domain.events import Threshold as ThresholdValue
@@ -83,6 +83,7 @@ CREATE = CommandSpec(
     description="A new item with its initial stock at one location. The server chooses the item's id.",
     example={"sku": "TSHIRT-RED-M", "name": "T-shirt red M", "quantity": 40, "location": "MAIN"},
     creates_item=True,
+    touches=no_levels,
 )
 
 
@@ -132,6 +133,7 @@ UPDATE = CommandSpec(
     example={"name": "T-shirt red M (organic)", "low_stock_threshold": 8},
     method="PUT",
     path="/{item_id:str}",
+    touches=no_levels,
 )
 
 
@@ -159,4 +161,5 @@ DELETE = CommandSpec(
     description="The item and its levels leave every list; its history stays. Send If-Match to refuse a stale delete.",
     method="DELETE",
     path="/{item_id:str}",
+    touches=no_levels,
 )

@@ -38,6 +38,16 @@ class DecisionContext:
 
 
 Decide = Callable[[Item | None, Event, DecisionContext], Decision]
+# The levels a command reads and writes: the listener loads only these.
+Touches = Callable[[Event], tuple[str, ...]]
+
+
+def at_event_location(event: Event) -> tuple[str, ...]:
+    return (event.location,)
+
+
+def no_levels(event: Event) -> tuple[str, ...]:
+    return ()
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,8 @@ class CommandSpec:
     path: str | None = None
     # Carried into the history as the change's note.
     note_field: str | None = None
+    # The levels the decision needs loaded (a create makes its level; an edit needs none).
+    touches: Touches = at_event_location
 
     @property
     def json_path(self) -> str:
