@@ -37,16 +37,28 @@ def _client(server: ServiceProcess, source: str = "127.0.0.1") -> httpx.Client:
 
 
 def test_a_rotating_x_forwarded_for_from_an_untrusted_address_is_still_limited(server: ServiceProcess) -> None:
+    """The probe: every attempt with another username and another X-Forwarded-For, never a 429."""
     with _client(server) as client:
         statuses = [
             client.post(
                 LOGIN,
-                json={"username": "admin", "password": "wrong-guess"},
+                json={"username": f"user{n}", "password": "wrong-guess"},
                 headers={"X-Forwarded-For": f"203.0.113.{n}"},
             ).status_code
-            for n in range(1, 12)
+            for n in range(1, 41)
         ]
-    assert statuses[:5] == [401] * 5 and set(statuses[5:]) == {429}, statuses
+    # The address is the connection's: 5N = 25 attempts a minute from it, whatever it claims.
+    assert statuses[:25] == [401] * 25 and set(statuses[25:]) == {429}, statuses
+    with _client(server) as client:
+        same_user = [
+            client.post(
+                LOGIN,
+                json={"username": "admin", "password": "wrong-guess"},
+                headers={"X-Forwarded-For": f"198.51.100.{n}"},
+            ).status_code
+            for n in range(1, 4)
+        ]
+    assert same_user == [429] * 3
 
 
 def test_x_forwarded_for_is_believed_from_a_trusted_proxy(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from app.http.errors import ApiError
 from app.http.json_guard import nesting_exceeds
 from app.http.login_limits import LoginLimiter
+from app.settings import ConfigError, load_settings
 
 
 @pytest.mark.parametrize(
@@ -65,3 +66,23 @@ async def test_the_pair_limit_refuses_before_the_password_is_checked() -> None:
         return "admin"
 
     assert await limiter.attempt("admin", "10.0.0.2", right) == "admin"
+
+
+def test_edge_settings_have_defaults_and_name_the_variable_when_bad() -> None:
+    base = {"INVENTORY_JWT_SECRET": "s" * 40, "INVENTORY_DATA_DIR": "/tmp/inventory-edge-settings"}
+    settings = load_settings(base)
+    assert (settings.max_header_bytes, settings.max_headers, settings.max_request_line_bytes) == (16384, 100, 8192)
+    assert (settings.header_timeout_seconds, settings.body_timeout_seconds, settings.json_max_depth) == (10, 30, 32)
+    assert settings.trusted_proxies == () and settings.metrics_token == ""
+    chosen = load_settings(
+        base | {"INVENTORY_TRUSTED_PROXIES": "10.0.0.5, 10.1.0.0/16", "INVENTORY_HEADER_TIMEOUT": "2"}
+    )
+    assert chosen.trusted_proxies == ("10.0.0.5/32", "10.1.0.0/16") and chosen.header_timeout_seconds == 2
+    for name, value in (
+        ("INVENTORY_TRUSTED_PROXIES", "proxy.local"),
+        ("INVENTORY_HEADER_TIMEOUT", "0"),
+        ("INVENTORY_MAX_HEADER_BYTES", "10"),
+        ("INVENTORY_JSON_MAX_DEPTH", "1"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            load_settings(base | {name: value})
