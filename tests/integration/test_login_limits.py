@@ -5,6 +5,8 @@ connections from any 127.0.0.0/8 address, so a client binds 127.0.0.2 as its sou
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -120,24 +122,35 @@ def test_wrong_passwords_from_an_attacker_do_not_lock_the_user_out(server: Servi
 
 
 def test_a_login_flood_from_one_address_does_not_keep_another_from_logging_in(server: ServiceProcess) -> None:
-    statuses: list[int] = []
+    """The probe: 40 threads guessing from one address made a real login wait for their
+    password checks. Now the flood's checks queue behind each other, one at a time, and the
+    real login takes a free slot: while it is answered, the flood gets at most a few answers
+    (a count of answers in between, not a time)."""
+    answered: list[tuple[int, float]] = []
+    refused_once = threading.Event()
 
     def guess(n: int) -> None:
         with _client(server, "127.0.0.1") as client:
-            statuses.append(
-                client.post(LOGIN, json={"username": f"user{n % 7}", "password": "wrong-guess"}).status_code
-            )
+            answer = client.post(LOGIN, json={"username": f"user{n % 7}", "password": "wrong-guess"})
+        answered.append((answer.status_code, time.monotonic()))
+        if answer.status_code == 429:
+            refused_once.set()
 
     with ThreadPoolExecutor(max_workers=40) as pool:
         futures = [pool.submit(guess, n) for n in range(120)]
         try:
+            # Once one guess was refused, the address's quota (25) is queued or being checked.
+            assert refused_once.wait(60)
+            sent = time.monotonic()
             with _client(server, "127.0.0.2") as user:
                 answer = user.post(LOGIN, json={"username": "admin", "password": PASSWORD})
-            # The real login was answered while the flood was still being answered.
-            still_flooding = not all(future.done() for future in futures)
+            done = time.monotonic()
         finally:
             for future in futures:
                 future.result()
     assert answer.status_code == 200, answer.text
-    assert still_flooding
-    assert set(statuses) <= {401, 429} and 429 in statuses and len(statuses) == 120
+    checked_meanwhile = [at for status, at in answered if status == 401 and sent < at < done]
+    checked_after = [at for status, at in answered if status == 401 and at >= done]
+    assert len(checked_meanwhile) <= 4, (len(checked_meanwhile), len(checked_after))
+    assert checked_after, "the flood was over before the real login was answered"
+    assert {status for status, _ in answered} == {401, 429} and len(answered) == 120
