@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -68,8 +69,8 @@ async def test_the_pair_limit_refuses_before_the_password_is_checked() -> None:
     assert await limiter.attempt("admin", "10.0.0.2", right) == "admin"
 
 
-def test_edge_settings_have_defaults_and_name_the_variable_when_bad() -> None:
-    base = {"INVENTORY_JWT_SECRET": "s" * 40, "INVENTORY_DATA_DIR": "/tmp/inventory-edge-settings"}
+def test_edge_settings_have_defaults_and_name_the_variable_when_bad(tmp_path: Path) -> None:
+    base = {"INVENTORY_JWT_SECRET": "s" * 40, "INVENTORY_DATA_DIR": str(tmp_path)}
     settings = load_settings(base)
     assert (settings.max_header_bytes, settings.max_headers, settings.max_request_line_bytes) == (16384, 100, 8192)
     assert (settings.header_timeout_seconds, settings.body_timeout_seconds, settings.json_max_depth) == (10, 30, 32)
