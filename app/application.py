@@ -15,7 +15,6 @@ from litestar.config.cors import CORSConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
@@ -27,10 +26,13 @@ from app.commands.deadletter_controller import DeadLetterController
 from app.commands.edge import EXCEPTION_HANDLERS as COMMAND_EXCEPTION_HANDLERS
 from app.http.auth import PUBLIC, authentication
 from app.http.errors import EXCEPTION_HANDLERS
+from app.http.json_guard import guard_bodies
 from app.http.openapi import document_rules
 from app.http.request_id import echo_request_id
+from app.http.security_headers import with_security_headers
+from app.http.swagger import VendoredSwagger
 from app.http.system import LoginBody, SystemController, metrics
-from app.http.wrappers import head_as_get, limit_headers, with_log_context
+from app.http.wrappers import head_as_get, with_log_context
 from app.queries.controllers import ItemQueryController
 from app.queries.stream import ChangeStream, stream_changes
 from app.web.forms import DeadLetterFormController, form_routes
@@ -120,7 +122,7 @@ def create_app(container: Container) -> Litestar:
             title=TITLES[container.role],
             version="1",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[VendoredSwagger()],
         ),
         debug=False,
         logging_config=None,  # app.logs configures logging for the process
@@ -149,5 +151,9 @@ def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
 
 def asgi(container: Container) -> ASGIApp:
     """The application as served: HEAD is answered like GET, without the body, log lines carry the
-    request id, and oversized headers are refused."""
-    return limit_headers(head_as_get(with_log_context(create_app(container))))
+    request id, bodies are bounded in size and JSON depth, and answers carry security headers.
+    (Header sizes and slow clients are bounded by the server itself: app/http/limits.py.)"""
+    settings = container.settings
+    app = head_as_get(with_log_context(create_app(container)))
+    app = guard_bodies(app, max_depth=settings.json_max_depth, max_bytes=settings.max_body_bytes)
+    return with_security_headers(app, settings)

@@ -26,7 +26,7 @@ from app.eventlog.base import EventLog, LogUnavailable
 from app.eventlog.embedded import EmbeddedEventLog
 from app.eventlog.kafka import KafkaEventLog
 from app.eventlog.topics import TOPICS
-from app.http.system import LoginRateLimiter
+from app.http.login_limits import LoginLimiter
 from app.listener.relay import OutboxRelay
 from app.listener.service import Listener, Retention, RetryPolicy
 from app.listener.store import InventoryStore
@@ -68,7 +68,7 @@ class Container:
     reader: InventoryReader
     users: UserStore
     tokens: TokenService
-    login_limiter: LoginRateLimiter
+    login_limiter: LoginLimiter
     commands: CommandService | None = None
     command_store: CommandStore | None = None
     waiter: OutcomeWaiter | None = None
@@ -248,7 +248,7 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
         reader=reader,
         users=UserStore(settings.users_db),
         tokens=TokenService(settings.jwt_secret, settings.jwt_ttl_seconds),
-        login_limiter=LoginRateLimiter(settings.login_attempts_per_minute),
+        login_limiter=LoginLimiter(settings.login_attempts_per_minute),
     )
     has = container.has
     container.replayer = DeadLetterReplayer(reader, event_log)

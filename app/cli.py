@@ -15,6 +15,7 @@ from app.auth.roles import Role
 from app.auth.users import UserError, UserStore
 from app.bootstrap import ROLES, ServiceRole, build_container, build_event_log
 from app.eventlog.base import EventLog, LogUnavailable
+from app.filemodes import private_umask, secure_data_dir
 from app.logs import configure_logging
 from app.settings import PORTS, ConfigError, Settings, load_settings
 
@@ -38,9 +39,11 @@ def serve(role: ServiceRole, host: str, port: int | None) -> None:
     import uvicorn
 
     from app.application import asgi
+    from app.http.limits import server_options
 
     settings = _settings()
     configure_logging(settings.log_level, role)
+    secure_data_dir(settings.data_dir)
     app = asgi(build_container(settings, role))
     config = uvicorn.Config(
         app,
@@ -51,6 +54,8 @@ def serve(role: ServiceRole, host: str, port: int | None) -> None:
         # Open event streams must not hold a stop hostage.
         timeout_graceful_shutdown=3,
         log_config=None,
+        # Request limits and timeouts while reading, and which proxies' X-Forwarded-For count.
+        **server_options(settings),
     )
     print(f"inventory {role} serving on http://{host}:{port or PORTS[role]}", file=sys.stderr, flush=True)
     uvicorn.Server(config).run()
@@ -359,6 +364,7 @@ def _field(text: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    private_umask()  # every file and directory this command creates is private (app/filemodes.py)
     if args.command == "serve":
         serve(args.role, args.host, args.port)
         return 0

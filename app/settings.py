@@ -6,6 +6,7 @@ the variable, instead of failing later on the first request.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -64,6 +65,17 @@ class Settings:
     # Where browsers send commands in the split deployment (empty = same origin).
     command_base_url: str = ""
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    # What the HTTP server reads before it gives up on a request (app/http/limits.py).
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
+    max_request_line_bytes: int = 8 * 1024
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    json_max_depth: int = 32
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or networks).
+    trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
+    # Bearer token /metrics asks for (empty: /metrics is open).
+    metrics_token: str = ""
 
     @property
     def embedded(self) -> bool:
@@ -173,6 +185,21 @@ def _locations(env: Mapping[str, str]) -> tuple[tuple[str, ...], str]:
     return codes, default
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = _text(env, name) or ""
+    networks = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"{name} must be IP addresses or networks like 10.0.0.5,10.1.0.0/16, got {part!r}"
+            ) from None
+    return tuple(networks)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every setting; raise ConfigError naming the first bad variable."""
     env = os.environ if env is None else env
@@ -237,4 +264,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         command_base_url=(_text(env, "INVENTORY_COMMAND_BASE_URL") or "").rstrip("/"),
         cors_origins=cors,
+        max_header_bytes=_parsed(env, "INVENTORY_MAX_HEADER_BYTES", _at_least(1024), 16 * 1024, "at least 1024"),
+        max_headers=_parsed(env, "INVENTORY_MAX_HEADERS", _at_least(10), 100, "an integer of at least 10"),
+        max_request_line_bytes=_parsed(
+            env, "INVENTORY_MAX_REQUEST_LINE_BYTES", _at_least(256), 8 * 1024, "at least 256"
+        ),
+        header_timeout_seconds=_parsed(
+            env, "INVENTORY_HEADER_TIMEOUT", _positive_float, 10.0, "a positive number of seconds"
+        ),
+        body_timeout_seconds=_parsed(
+            env, "INVENTORY_BODY_TIMEOUT", _positive_float, 30.0, "a positive number of seconds"
+        ),
+        json_max_depth=_parsed(env, "INVENTORY_JSON_MAX_DEPTH", _at_least(2), 32, "an integer of at least 2"),
+        trusted_proxies=_networks(env, "INVENTORY_TRUSTED_PROXIES"),
+        metrics_token=_text(env, "INVENTORY_METRICS_TOKEN") or "",
     )

@@ -12,6 +12,14 @@
   document.addEventListener("htmx:sseError", function () { show("lost"); });
   document.addEventListener("htmx:sseClose", function () { show("lost"); });
 
+  // A form marked data-reset-after-success is cleared once its command was accepted (2xx); on
+  // an error it keeps what was typed. (An event listener, not hx-on: pages run without eval.)
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.target && event.target.closest && event.target.closest("form[data-reset-after-success]");
+    var xhr = event.detail && event.detail.xhr;
+    if (form && xhr && xhr.status >= 200 && xhr.status < 300) form.reset();
+  });
+
   // A live row or tile for something not on the page yet: add it to its container
   // (data-home) instead of dropping it. Deletions carry no data-home and are dropped.
   document.addEventListener("htmx:oobErrorNoTarget", function (event) {

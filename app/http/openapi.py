@@ -96,7 +96,7 @@ def document_rules(app: Litestar, settings: Settings, closed_bodies: tuple[type,
                 if not isinstance(parameter, Parameter):
                     continue
                 _not_null(parameter)  # an absent header or query parameter is absent, never "null"
-                rule = parameter_rules.get(parameter.name)
+                rule: dict[str, Any] | None = parameter_rules.get(parameter.name)
                 if path.endswith("/stream") and parameter.name == "location":
                     # The stream takes a comma-separated list of codes (app/queries/stream.py).
                     codes = "|".join(re.escape(code) for code in settings.locations)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections import deque
+import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +17,8 @@ from app.auth.tokens import TokenService
 from app.auth.users import UserStore
 from app.http.auth import PUBLIC
 from app.http.errors import ApiError, ErrorBody
+from app.http.login_limits import LoginLimiter
+from app.settings import Settings
 
 # name -> {"status": "ok" | "degraded" | "down", ...details}
 ReadinessCheck = Callable[[], Awaitable[dict[str, dict[str, Any]]]]
@@ -34,32 +35,6 @@ class TokenBody(msgspec.Struct):
     expires_in: int
     expires_at: int
     role: str
-
-
-class LoginRateLimiter:
-    """At most N attempts per minute per username, and 5N per client address (a till or a shop's
-    shared connection must not lock everyone out when one person mistypes)."""
-
-    ADDRESS_FACTOR = 5
-
-    def __init__(self, per_minute: int) -> None:
-        self._limit = per_minute
-        self._attempts: dict[str, deque[float]] = {}
-
-    def check(self, username: str, address: str) -> None:
-        now = time.monotonic()
-        keys = ((f"user:{username}", self._limit), (f"addr:{address}", self._limit * self.ADDRESS_FACTOR))
-        for key, limit in keys:
-            window = self._attempts.setdefault(key, deque())
-            while window and window[0] < now - 60:
-                window.popleft()
-            if len(window) >= limit:
-                retry = int(60 - (now - window[0])) + 1
-                raise ApiError(429, "too many login attempts; wait and retry", headers={"Retry-After": str(retry)})
-        for key, _ in keys:
-            self._attempts[key].append(now)
-        if len(self._attempts) > 100_000:  # bounded memory under a spray of usernames
-            self._attempts.clear()
 
 
 class SystemController(Controller):
@@ -93,11 +68,13 @@ class SystemController(Controller):
         data: JSONBody[LoginBody],
         users: NamedDependency[UserStore],
         tokens: NamedDependency[TokenService],
-        login_limiter: NamedDependency[LoginRateLimiter],
+        login_limiter: NamedDependency[LoginLimiter],
     ) -> TokenBody:
         username = data.username.strip().lower()[:64]
-        login_limiter.check(username, request.client.host if request.client else "-")
-        principal = await users.authenticate(username, data.password[:1024])
+        address = request.client.host if request.client else "-"
+        principal = await login_limiter.attempt(
+            username, address, lambda: users.authenticate(username, data.password[:1024])
+        )
         if principal is None:
             raise ApiError(401, "wrong username or password", headers={"WWW-Authenticate": 'Bearer realm="inventory"'})
         issued = tokens.issue(principal)
@@ -105,5 +82,11 @@ class SystemController(Controller):
 
 
 @get("/metrics", opt={PUBLIC: True}, include_in_schema=False, media_type=CONTENT_TYPE_LATEST)
-async def metrics() -> Response[bytes]:
+async def metrics(request: Request[Any, Any, Any], settings: NamedDependency[Settings]) -> Response[bytes]:
+    """Open unless INVENTORY_METRICS_TOKEN is set; then only with ``Authorization: Bearer <it>``."""
+    if settings.metrics_token:
+        sent = request.headers.get("authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {settings.metrics_token}".encode()):
+            challenge = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+            raise ApiError(401, "metrics need the metrics token", headers=challenge)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -51,6 +51,11 @@ def site_context(settings: Settings) -> dict[str, Any]:
             "withCredentials": cross_origin,
             "responseHandling": RESPONSE_HANDLING,
             "allowScriptTags": False,
+            # Under the Content-Security-Policy (app/http/security_headers.py): no eval (forms say
+            # data-reset-after-success instead of hx-on, see static/app.js) and no injected
+            # <style> (the indicator classes are in static/app.css).
+            "allowEval": False,
+            "includeIndicatorStyles": False,
         },
     }
 

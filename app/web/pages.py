@@ -23,7 +23,7 @@ from app.domain import rules
 from app.domain.records import ItemView
 from app.http.auth import PUBLIC, SESSION_COOKIE, requires
 from app.http.errors import ApiError
-from app.http.system import LoginRateLimiter
+from app.http.login_limits import LoginLimiter
 from app.queries.service import ItemNotFound, QueryService
 from app.reader import SORTS, InventoryReader, ItemPage
 from app.settings import Settings
@@ -74,7 +74,7 @@ class LoginController(Controller):
         settings: NamedDependency[Settings],
         users: NamedDependency[UserStore],
         tokens: NamedDependency[TokenService],
-        login_limiter: NamedDependency[LoginRateLimiter],
+        login_limiter: NamedDependency[LoginLimiter],
     ) -> Response[Any]:
         form = await request.form()
         username = str(form.get("username", "")).strip().lower()[:64]
@@ -82,8 +82,8 @@ class LoginController(Controller):
         target = _safe_next(str(form.get("next", "/")))
         error = None
         try:
-            login_limiter.check(username, request.client.host if request.client else "-")
-            principal = await users.authenticate(username, password)
+            address = request.client.host if request.client else "-"
+            principal = await login_limiter.attempt(username, address, lambda: users.authenticate(username, password))
             if principal is None:
                 error = "Wrong username or password."
         except ApiError as exc:

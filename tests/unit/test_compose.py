@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from app.cli import parser
-from app.settings import PORTS, load_settings
+from app.settings import PORTS, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -266,6 +266,33 @@ def test_role_environment_loads_and_points_at_the_kafka_and_redis_services(
     assert (redis_url.port or 6379) == int(redis_port)
 
 
+@pytest.mark.parametrize("role", ROLES)
+def test_roles_get_the_request_limits_of_inventory_serve(services: dict[str, dict[str, Any]], role: str) -> None:
+    """Unset, the limits are the defaults `inventory serve` has; set on the host, they reach the role."""
+    names = [
+        "INVENTORY_MAX_HEADER_BYTES", "INVENTORY_MAX_HEADERS", "INVENTORY_MAX_REQUEST_LINE_BYTES",
+        "INVENTORY_MAX_BODY_BYTES", "INVENTORY_HEADER_TIMEOUT", "INVENTORY_BODY_TIMEOUT",
+        "INVENTORY_JSON_MAX_DEPTH", "INVENTORY_TRUSTED_PROXIES", "INVENTORY_METRICS_TOKEN",
+    ]  # fmt: skip
+    defaults = Settings()
+    settings = load_settings(role_env(services, role))
+    assert (settings.max_header_bytes, settings.header_timeout_seconds, settings.body_timeout_seconds) == (
+        defaults.max_header_bytes, defaults.header_timeout_seconds, defaults.body_timeout_seconds,
+    )  # fmt: skip
+    assert settings.trusted_proxies == () and settings.metrics_token == ""
+    chosen = resolved_environment(
+        services[role],
+        {
+            "INVENTORY_JWT_SECRET": FAKE_SECRET,
+            "INVENTORY_HEADER_TIMEOUT": "3",
+            "INVENTORY_TRUSTED_PROXIES": "10.0.0.0/8",
+        },
+    )
+    assert all(name in chosen for name in names)
+    assert load_settings(chosen).header_timeout_seconds == 3
+    assert load_settings(chosen).trusted_proxies == ("10.0.0.0/8",)
+
+
 def test_roles_share_one_writable_data_volume(services: dict[str, dict[str, Any]], named_volumes: set[str]) -> None:
     sources = set()
     for role in ROLES:
@@ -390,8 +417,11 @@ def test_no_secret_is_written_in_the_compose_file(services: dict[str, dict[str, 
     for name, service in services.items():
         for key, value in environment(service).items():
             if SECRET_NAME.search(key):
-                # A required variable, without a default that would become everyone's secret.
-                assert re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?\?[^}]*\}", value), f"{name}: {key}={value!r}"
+                # A required variable, without a default that would become everyone's secret (or an
+                # optional one whose default is empty: the feature is off, like /metrics' token).
+                required = re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?\?[^}]*\}", value)
+                optional = re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-\}", value)
+                assert required or optional, f"{name}: {key}={value!r}"
     for role in ROLES:
         assert "INVENTORY_JWT_SECRET" in environment(services[role])
         with pytest.raises(MissingVariable):
