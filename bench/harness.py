@@ -195,7 +195,7 @@ class Harness:
                 raise TimeoutError(f"the listener did not apply every accepted command within {limit:.0f} s")
         else:
             sample = random.Random(3).sample(sorted(self.accepted), min(500, len(self.accepted)))
-            run_async(api.wait_applied(self._client("viewer", "query"), sample, limit))
+            run_async(api.wait_applied(self._client("manager", "query"), sample, limit))
         return round(time.monotonic() - started, 2)
 
     # --- set-up -------------------------------------------------------------------------

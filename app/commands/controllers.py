@@ -377,11 +377,11 @@ class CommandStatusController(Controller):
         summary="How a command ended (pending, applied, rejected)",
     )
     async def command_status(
-        self, command_id: FromPath[str], status: NamedDependency[CommandStatus]
+        self, request: Request[Principal, Any, Any], command_id: FromPath[str], status: NamedDependency[CommandStatus]
     ) -> CommandStatusBody:
         if not checks.UUID_PATTERN.match(command_id):
             raise InvalidCommand([checks.FieldError("command_id", "must be a UUID")])
-        found = await status.get(command_id.lower())
+        found = await status.get(command_id.lower(), request.user)  # its author, managers and admins
         if found is None:
             raise ApiError(404, "no such command", details={"command_id": command_id})
         return CommandStatusBody(**found)

@@ -30,7 +30,7 @@ from app.domain.events import Event, EventType, ItemCreatedData, encode_event
 from app.eventlog.base import EventLog, LogUnavailable, Message
 from app.http.errors import ApiError, error_body, unavailable
 from app.logs import command_id_var
-from app.metrics import COMMANDS_ACCEPTED, COMMANDS_REFUSED
+from app.metrics import COMMANDS_ACCEPTED, COMMANDS_REFUSED, track_size
 from app.reader import InventoryReader, ReadModelUnavailable
 from app.settings import IDEMPOTENCY_KEY_SECONDS
 
@@ -40,6 +40,8 @@ REQUEST_ID_REPLAY_SECONDS = 5 * 60
 MAX_WAIT_SECONDS = 30.0
 LIVE_CACHE_SECONDS = 5.0
 LIVE_CACHE_SIZE = 100_000
+# Commands with an Idempotency-Key being published by this process; beyond it a 503.
+MAX_IN_FLIGHT = 10_000
 _encode = msgspec.json.Encoder().encode
 
 
@@ -100,6 +102,8 @@ class CommandService:
         # Items seen alive a moment ago: the fast 404 is only a courtesy (the listener decides),
         # so a few seconds of staleness are harmless and save a read on every stock command.
         self._recently_live: dict[str, float] = {}
+        track_size("recently_live_items", LIVE_CACHE_SIZE, lambda: len(self._recently_live))
+        track_size("commands_in_flight", MAX_IN_FLIGHT, lambda: len(self._in_flight))
 
     # --- fast rejections, no round trip through the log ---------------------------------
 
@@ -112,7 +116,7 @@ class CommandService:
         except ReadModelUnavailable:
             state = None
         if state == "live":
-            if len(self._recently_live) > LIVE_CACHE_SIZE:
+            if len(self._recently_live) >= LIVE_CACHE_SIZE:
                 self._recently_live.clear()
             self._recently_live[item_id] = time.monotonic() + LIVE_CACHE_SECONDS
             return
@@ -178,6 +182,8 @@ class CommandService:
         running = self._in_flight.get(accepted.command_id)
         if running is not None:
             return await asyncio.shield(running)
+        if len(self._in_flight) >= MAX_IN_FLIGHT:
+            raise unavailable("too many commands in progress; retry with the same Idempotency-Key")
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._in_flight[accepted.command_id] = future
         try:

@@ -28,6 +28,7 @@ from app.http.deadletters import DeadLetterController
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.openapi import document_rules
 from app.http.request_id import echo_request_id
+from app.http.stream_limits import StreamLimiter
 from app.http.system import LoginBody, SystemController, metrics
 from app.http.wrappers import head_as_get, limit_headers, with_log_context
 from app.queries.controllers import ItemQueryController
@@ -57,6 +58,7 @@ def create_app(container: Container) -> Litestar:
         "settings": _value(settings),
         "users": _value(container.users),
         "tokens": _value(container.tokens),
+        "revocations": _value(container.revocations),
         "login_limiter": _value(container.login_limiter),
         "readiness": _value(container.readiness),
         "replayer": _value(container.replayer),
@@ -81,7 +83,8 @@ def create_app(container: Container) -> Litestar:
         handlers += [ItemQueryController, stream_changes, LoginController, PageController, page_stream]
         dependencies["queries"] = _value(container.queries)
         dependencies["reader"] = _value(container.reader)
-        dependencies["change_stream"] = _value(ChangeStream(container.reader, container.feed, channels))
+        limiter = StreamLimiter(settings.max_streams_per_user)
+        dependencies["change_stream"] = _value(ChangeStream(container.reader, container.feed, channels, limiter))
         dependencies["live_updates"] = _value(LiveUpdates(Renderer(environment, {}), container.reader))
     handlers.append(create_static_files_router(path="/static", directories=[STATIC], opt={PUBLIC: True}))
 

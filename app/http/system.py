@@ -19,6 +19,7 @@ from app.auth.users import UserStore
 from app.commands.schemas import ErrorBody
 from app.http.auth import PUBLIC
 from app.http.errors import ApiError
+from app.metrics import track_size
 
 # name -> {"status": "ok" | "degraded" | "down", ...details}
 ReadinessCheck = Callable[[], Awaitable[dict[str, dict[str, Any]]]]
@@ -46,6 +47,8 @@ class LoginRateLimiter:
     def __init__(self, per_minute: int) -> None:
         self._limit = per_minute
         self._attempts: dict[str, deque[float]] = {}
+        # Cleared when it passes 100,000 keys (below); two keys per attempt.
+        track_size("login_attempt_windows", 100_002, lambda: len(self._attempts))
 
     def check(self, username: str, address: str) -> None:
         now = time.monotonic()

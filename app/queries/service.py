@@ -15,7 +15,7 @@ from typing import Any
 
 from app.cache.base import CachedItem, CacheUnavailable, ItemCache, ItemEntry
 from app.domain.views import ItemView, item_view
-from app.metrics import CACHE_LOOKUPS
+from app.metrics import CACHE_LOOKUPS, track_size
 from app.reader import InventoryReader, ItemPage
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class FreshnessFloor:
     def __init__(self, max_items: int = 200_000) -> None:
         self._versions: OrderedDict[str, int] = OrderedDict()
         self._max = max_items
+        track_size("freshness_floor", max_items, lambda: len(self._versions))
 
     def raise_to(self, item_id: str, version: int) -> None:
         if self._versions.get(item_id, -1) < version:

@@ -14,16 +14,18 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from litestar import get
+from litestar import Request, get
 from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.auth.roles import Role
+from app.auth.tokens import Principal
 from app.http.auth import requires
+from app.http.stream_limits import StreamLimiter, leased
 from app.jsontext import change_record, json_object
-from app.metrics import SSE_CLIENTS, SSE_REFILLS
+from app.metrics import SSE_CLIENTS, SSE_REFILLS, track_size
 from app.queries.feed import CHANNEL, ChangeFeed
 from app.reader import InventoryReader
 
@@ -66,10 +68,22 @@ class StreamItem:
 class ChangeStream:
     """One subscriber's view of the feed: replay, then live, without gaps or repeats."""
 
-    def __init__(self, reader: InventoryReader, feed: ChangeFeed, channels: ChannelsPlugin) -> None:
+    def __init__(
+        self, reader: InventoryReader, feed: ChangeFeed, channels: ChannelsPlugin, limiter: StreamLimiter
+    ) -> None:
         self._reader = reader
         self._feed = feed
         self._channels = channels
+        self.limiter = limiter
+        # Each subscriber's queue holds at most INVENTORY_SSE_BACKLOG changes (the oldest are
+        # dropped and refilled from the outbox); the channel's own queue is in transit only.
+        subscribers = channels._channels.get(CHANNEL, set())
+        track_size(
+            "sse_backlog_largest",
+            channels._max_backlog,
+            lambda: max((subscriber.qsize for subscriber in subscribers), default=0),
+        )
+        track_size("sse_publish_queue", None, lambda: channels._pub_queue.qsize() if channels._pub_queue else 0)
 
     async def items(self, last_event_id: int | None) -> AsyncGenerator[StreamItem, None]:
         # Subscribe first, then replay: a change committed in between is in both, and the
@@ -152,6 +166,7 @@ def _reset(seq: int) -> ServerSentEventMessage:
     description="Events: item, outcome, reset; comments as keep-alives. Resume with Last-Event-ID.",
 )
 async def stream_changes(
+    request: Request[Principal, Any, Any],
     change_stream: NamedDependency[ChangeStream],
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
     after: Annotated[
@@ -161,4 +176,5 @@ async def stream_changes(
     resume = after
     if last_event_id is not None and last_event_id.strip().isdigit():
         resume = int(last_event_id.strip())
-    return ServerSentEvent(change_stream.events(resume))
+    lease = change_stream.limiter.open(request.user)  # 429 beyond the cap, before anything is sent
+    return ServerSentEvent(leased(lease, change_stream.events(resume)))

@@ -22,6 +22,7 @@ from app.auth.tokens import Principal
 from app.domain.commands import UUID_PATTERN
 from app.domain.views import at_location, item_view
 from app.http.auth import requires
+from app.http.stream_limits import leased
 from app.queries.stream import RETRY_MS, ChangeStream, StreamItem
 from app.reader import InventoryReader
 from app.settings import Settings
@@ -131,4 +132,5 @@ async def page_stream(
         item_id=item_id if UUID_PATTERN.match(item_id) else None,
     )
     context = {**site_context(settings), **role_context(request.user), "location": view.location}
-    return ServerSentEvent(live_updates.messages(change_stream.items(None), view, context))
+    lease = change_stream.limiter.open(request.user)  # the same cap as the API's stream
+    return ServerSentEvent(leased(lease, live_updates.messages(change_stream.items(None), view, context)))

@@ -3,6 +3,7 @@ fragments they reload after a reconnection."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,8 +13,9 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.utils.scope.state import ScopeState
 
+from app.auth.revocation import Revocations
 from app.auth.roles import Role
-from app.auth.tokens import Principal, TokenService
+from app.auth.tokens import InvalidToken, Principal, TokenService
 from app.auth.users import UserStore
 from app.commands.outcomes import CommandStatus
 from app.domain.commands import UUID_PATTERN
@@ -111,7 +113,15 @@ class LoginController(Controller):
         return response
 
     @post("/logout", status_code=303)
-    async def logout(self) -> Response[Any]:
+    async def logout(
+        self,
+        request: Request[Any, Any, Any],
+        tokens: NamedDependency[TokenService],
+        revocations: NamedDependency[Revocations],
+    ) -> Response[Any]:
+        # The session ends on the server too: a copy of the cookie is refused from now on.
+        with contextlib.suppress(InvalidToken):
+            await revocations.end_session(tokens.verify(request.cookies.get(SESSION_COOKIE, "")))
         response: Response[Any] = Redirect("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
@@ -264,7 +274,7 @@ class PageController(Controller):
         settings: NamedDependency[Settings],
         status: NamedDependency[CommandStatus],
     ) -> Template:
-        found = await status.get(command_id.lower()) if UUID_PATTERN.match(command_id) else None
+        found = await status.get(command_id.lower(), request.user) if UUID_PATTERN.match(command_id) else None
         if found is None:
             raise ApiError(404, "no such command")
         return Template("partials/badge_state.html", context=page_context(request, settings, **badge_context(found)))
