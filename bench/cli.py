@@ -270,6 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "soak":
         return run_soak(args)
     if args.command == "show":
-        print(report.render(json.loads(args.result.read_text())))
+        result = json.loads(args.result.read_text())
+        if "soak" in result["sections"]:
+            print(soak.render(result["sections"]["soak"]))
+            return EXIT_OK
+        print(report.render(result))
         return EXIT_OK
     return run(args)

@@ -16,6 +16,7 @@ import multiprocessing
 import multiprocessing.connection
 import random
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,11 +76,12 @@ def soak_load(params: SoakLoad, pipe: multiprocessing.connection.Connection) -> 
 
 async def _paced(rate: float, deadline: float, send: Any) -> int:
     """Call ``send()`` ``rate`` times a second until ``deadline``, on a fixed schedule (a slow
-    answer delays the next send, it does not thin the schedule out); the number of calls."""
+    answer delays the next send, it does not thin the schedule out, but nothing is sent after
+    the deadline); the number of calls."""
     interval = 1.0 / rate
     due = time.monotonic() + random.random() * interval
     count = 0
-    while due < deadline:
+    while due < deadline and time.monotonic() < deadline:
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -176,6 +178,23 @@ def growth(samples: list[Result], name: str) -> Result:
     }
 
 
+def memory_entries(url: str, token: str) -> dict[str, float]:
+    """The sizes of a process's in-process caches, maps and queues, from its /metrics."""
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}), timeout=5
+        ) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    sizes = {}
+    for line in text.splitlines():
+        if line.startswith("inventory_memory_entries{"):
+            name = line.split('structure="', 1)[1].split('"', 1)[0]
+            sizes[name] = float(line.rsplit(" ", 1)[1])
+    return sizes
+
+
 def soak(harness: Harness, stack: Stack, seconds: float, sample_seconds: float) -> Result:
     """Run the soak on a started (or targeted) stack whose set-up has run; the section's result."""
     viewers = [harness.tokens["viewer"]]
@@ -212,6 +231,9 @@ def soak(harness: Harness, stack: Stack, seconds: float, sample_seconds: float) 
             )
             if now >= next_report:
                 log(f"  soak {now - started:.0f}/{seconds:.0f} s, RSS MiB {samples[-1]['rss_mib']}")
+                samples[-1]["memory_entries"] = {
+                    role: memory_entries(url, harness.tokens["viewer"]) for role, url in _urls(stack).items()
+                }
                 next_report = now + 60
             if receiver.poll(sample_seconds):
                 outcome = receiver.recv()
@@ -224,6 +246,7 @@ def soak(harness: Harness, stack: Stack, seconds: float, sample_seconds: float) 
     status, load = outcome
     if status != "done":
         raise RuntimeError(f"the soak load failed: {load}")
+    ending = {role: memory_entries(url, harness.tokens["viewer"]) for role, url in _urls(stack).items()}
     names = sorted({name for sample in samples for name in sample["rss_mib"]})
     roles = {name: growth(samples, name) for name in names}
     return {
@@ -233,8 +256,18 @@ def soak(harness: Harness, stack: Stack, seconds: float, sample_seconds: float) 
         "growth_limit_percent": GROWTH_LIMIT_PERCENT,
         "rss": roles,
         "ok": all(role["ok"] for role in roles.values()),
+        # inventory_memory_entries{structure} of every process at the end (see docs/decisions.md).
+        "memory_entries_at_end": ending,
         "samples": samples,
     }
+
+
+def _urls(stack: Stack) -> dict[str, str]:
+    """Each process of the stack that serves /metrics, by role."""
+    roles = {"command": stack.command_url, "query": stack.query_url, "listener": stack.listener_url or ""}
+    if len(set(roles.values())) == 1:
+        return {"all": stack.command_url}
+    return {role: url for role, url in roles.items() if url}
 
 
 def soak_size() -> Any:

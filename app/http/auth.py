@@ -35,9 +35,10 @@ class TokenAuthentication(AbstractAuthenticationMiddleware):
             source = "cookie"
             if not token:
                 raise NotAuthorizedException("authentication required")
-            if connection.scope.get("method", "GET") not in SAFE_METHODS and connection.scope["path"].startswith("/api/"):
-                # A browser sends the cookie by itself (CSRF): API writes take a bearer token only;
-                # the pages' forms post to /ui/..., which checks the CSRF token.
+            # A browser sends the cookie by itself (CSRF): API writes take a bearer token only;
+            # the pages' forms post to /ui/..., which checks the CSRF token.
+            method = connection.scope.get("method", "GET")
+            if method not in SAFE_METHODS and connection.scope["path"].startswith("/api/"):
                 raise NotAuthorizedException("API writes need an 'Authorization: Bearer <token>' header")
         try:
             principal = self._tokens.verify(token.strip())
