@@ -17,11 +17,13 @@ from typing import Annotated, Any, Literal
 from litestar import Request, get
 from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.auth.roles import Role
 from app.auth.tokens import Principal
+from app.commands.schemas import ErrorBody
 from app.http.auth import requires
 from app.http.stream_limits import StreamLimiter, leased
 from app.jsontext import change_record, json_object
@@ -164,6 +166,7 @@ def _reset(seq: int) -> ServerSentEventMessage:
     tags=["queries"],
     summary="Live changes and command outcomes (server-sent events)",
     description="Events: item, outcome, reset; comments as keep-alives. Resume with Last-Event-ID.",
+    responses={429: ResponseSpec(ErrorBody, description="Too many live streams open for this user (see Retry-After)")},
 )
 async def stream_changes(
     request: Request[Principal, Any, Any],
