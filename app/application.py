@@ -30,11 +30,12 @@ from app.http.json_guard import guard_bodies
 from app.http.openapi import document_rules
 from app.http.request_id import echo_request_id
 from app.http.security_headers import with_security_headers
+from app.http.stream_limits import StreamLimiter
 from app.http.swagger import VendoredSwagger
-from app.http.system import LoginBody, SystemController, metrics
 from app.http.wrappers import head_as_get, with_log_context
 from app.queries.controllers import ItemQueryController
 from app.queries.stream import ChangeStream, stream_changes
+from app.system.controllers import LoginBody, SystemController, metrics
 from app.web.forms import DeadLetterFormController, form_routes
 from app.web.live import LiveUpdates, page_stream
 from app.web.pages import LoginController, PageController
@@ -60,6 +61,7 @@ def create_app(container: Container) -> Litestar:
         "settings": _value(settings),
         "users": _value(container.users),
         "tokens": _value(container.tokens),
+        "revocations": _value(container.revocations),
         "login_limiter": _value(container.login_limiter),
         "readiness": _value(container.readiness),
         "replayer": _value(container.replayer),
@@ -85,7 +87,8 @@ def create_app(container: Container) -> Litestar:
         handlers += [ItemQueryController, stream_changes, LoginController, PageController, page_stream]
         dependencies["queries"] = _value(container.queries)
         dependencies["reader"] = _value(container.reader)
-        dependencies["change_stream"] = _value(ChangeStream(container.reader, container.feed, channels))
+        limiter = StreamLimiter(settings.max_streams_per_user)
+        dependencies["change_stream"] = _value(ChangeStream(container.reader, container.feed, channels, limiter))
         dependencies["live_updates"] = _value(LiveUpdates(Renderer(environment, {})))
     handlers.append(create_static_files_router(path="/static", directories=[STATIC], opt={PUBLIC: True}))
 

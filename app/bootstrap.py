@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import aiosqlite
 
+from app.auth.login_limits import LoginLimiter
+from app.auth.revocation import Revocations
 from app.auth.roles import Role
 from app.auth.tokens import TokenService
 from app.auth.users import UserStore
@@ -26,7 +28,6 @@ from app.eventlog.base import EventLog, LogUnavailable
 from app.eventlog.embedded import EmbeddedEventLog
 from app.eventlog.kafka import KafkaEventLog
 from app.eventlog.topics import TOPICS
-from app.http.login_limits import LoginLimiter
 from app.listener.relay import OutboxRelay
 from app.listener.service import Listener, Retention, RetryPolicy
 from app.listener.store import InventoryStore
@@ -69,6 +70,7 @@ class Container:
     users: UserStore
     tokens: TokenService
     login_limiter: LoginLimiter
+    revocations: Revocations
     commands: CommandService | None = None
     command_store: CommandStore | None = None
     waiter: OutcomeWaiter | None = None
@@ -95,6 +97,8 @@ class Container:
         if self.inventory is not None:
             await self.inventory.open()
         await self.users.open()
+        await self.revocations.refresh()
+        self._spawn(self.revocations.run(), "token-revocations")
         if self.command_store is not None:
             await self.command_store.open()
         if self.role == "all" and self.settings.env == "dev":
@@ -240,15 +244,18 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
     event_log = build_event_log(settings, client_id=f"inventory-{role}")
     cache = build_cache(settings)
     reader = InventoryReader(settings.inventory_db)
+    users = UserStore(settings.users_db)
+    revocations = Revocations(users)
     container = Container(
         settings=settings,
         role=role,
         event_log=event_log,
         cache=cache,
         reader=reader,
-        users=UserStore(settings.users_db),
-        tokens=TokenService(settings.jwt_secret, settings.jwt_ttl_seconds),
+        users=users,
+        tokens=TokenService(settings.jwt_secret, settings.jwt_ttl_seconds, revocations),
         login_limiter=LoginLimiter(settings.login_attempts_per_minute),
+        revocations=revocations,
     )
     has = container.has
     container.replayer = DeadLetterReplayer(reader, event_log)

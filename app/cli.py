@@ -90,12 +90,16 @@ async def _users(args: argparse.Namespace) -> int:
         elif args.users_command == "role":
             await store.set_role(name, Role(args.role))
             print(f"{name} is now {args.role}")
+        elif args.users_command in ("disable", "enable"):
+            await store.set_disabled(name, args.users_command == "disable")
+            print(f"{name} is {args.users_command}d")
         elif args.users_command == "remove":
             await store.remove(name)
             print(f"removed {name}")
         else:
             for user in await store.list():
-                print(f"{user.username}\t{user.role.value}\t{user.created_at}")
+                state = "\tdisabled" if user.disabled else ""
+                print(f"{user.username}\t{user.role.value}\t{user.created_at}{state}")
     except UserError as exc:
         return _fail(str(exc))
     finally:
@@ -316,6 +320,10 @@ def parser() -> argparse.ArgumentParser:
     role = user_commands.add_parser("role", help="change a user's role")
     role.add_argument("name")
     role.add_argument("--role", choices=[r.value for r in Role], required=True)
+    disable = user_commands.add_parser("disable", help="refuse a user's logins and end its tokens")
+    disable.add_argument("name")
+    enable = user_commands.add_parser("enable", help="let a disabled user log in again")
+    enable.add_argument("name")
     remove = user_commands.add_parser("remove", help="remove a user")
     remove.add_argument("name")
     user_commands.add_parser("list", help="list users")

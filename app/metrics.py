@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 COMMANDS_ACCEPTED = Counter("inventory_commands_accepted_total", "Commands answered 202 (durably in the log)", ["type"])
@@ -31,3 +33,19 @@ SSE_CLIENTS = Gauge("inventory_sse_clients", "Connected server-sent-event client
 SSE_REFILLS = Counter(
     "inventory_sse_refills_total", "Times a subscriber fell behind, lost queued changes and took them from the outbox"
 )
+
+# Every in-process cache, map and queue has a bound (docs/decisions.md, "Memory"): its size and
+# its bound, by name, so a dashboard shows one that fills up.
+MEMORY_ENTRIES = Gauge("inventory_memory_entries", "Entries held by an in-process cache, map or queue", ["structure"])
+MEMORY_BOUND = Gauge("inventory_memory_bound", "The most entries an in-process structure may hold", ["structure"])
+
+
+def track_size(structure: str, bound: int | None, size: Callable[[], int]) -> None:
+    """Export ``size()`` (read when /metrics is scraped) and ``bound`` under ``structure``. No
+    bound: one entry per request in progress, which the server's concurrency bounds."""
+    if bound is not None:
+        MEMORY_BOUND.labels(structure).set(bound)
+    MEMORY_ENTRIES.labels(structure).set_function(size)
+
+
+STREAMS_REFUSED = Counter("inventory_sse_streams_refused_total", "Live streams refused: the user had too many open")

@@ -58,6 +58,8 @@ class Settings:
     # Changes queued per live-stream subscriber before the oldest are dropped (and refilled from
     # the outbox when the subscriber reads again).
     sse_backlog: int = 2000
+    # Live streams (API and pages together) one user may hold open on one process.
+    max_streams_per_user: int = 20
     # How long the outbox keeps changes for SSE clients resuming with Last-Event-ID.
     changes_retention_seconds: int = 24 * 3600
     # How long applied event ids are kept to drop duplicates; client retries must come within it.
@@ -252,6 +254,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "INVENTORY_LOGIN_ATTEMPTS_PER_MINUTE", _positive_int, 10, "a positive integer"
         ),
         sse_backlog=_parsed(env, "INVENTORY_SSE_BACKLOG", _positive_int, 2000, "a positive integer"),
+        max_streams_per_user=_parsed(env, "INVENTORY_MAX_STREAMS_PER_USER", _positive_int, 20, "a positive integer"),
         changes_retention_seconds=_parsed(
             env, "INVENTORY_CHANGES_RETENTION", _positive_int, 24 * 3600, "a positive number of seconds"
         ),

@@ -10,6 +10,8 @@ from typing import Any
 
 import aiosqlite
 
+from app.metrics import track_size
+
 log = logging.getLogger(__name__)
 
 
@@ -44,6 +46,8 @@ class GroupCommitter:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
         self._queue: asyncio.Queue[tuple[Statement, asyncio.Future[None]]] = asyncio.Queue()
+        # One entry per write in progress; each commit takes all of them.
+        track_size("group_commit_writes", None, self._queue.qsize)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import machine, report
+from bench import machine, report, soak
 from bench.growth import GROWTH_SIZES, render, run_growth
 from bench.harness import SECTIONS, Harness, log, size_description
 from bench.sizes import SIZES
@@ -74,6 +74,17 @@ def parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto: hey (installed with go install into a cache directory if missing), else the Python generator",
     )
+    soak_cmd = commands.add_parser(
+        "soak", help="steady load (110 writes/s, 100 reads/s, 50 streams) for long; fails if memory keeps growing"
+    )
+    soak_cmd.add_argument("--mode", choices=("embedded", "kafka"), default="embedded")
+    soak_cmd.add_argument(
+        "--soak-seconds", type=float, default=soak.DEFAULT_SECONDS, help="how long (default one hour)"
+    )
+    soak_cmd.add_argument("--sample-seconds", type=float, default=5.0, help="how often RSS is sampled")
+    soak_cmd.add_argument("--out", type=Path, required=True, help="where to write the JSON result")
+    soak_cmd.add_argument("--work-dir", type=Path, help="for the started stack (default: a new temporary directory)")
+    soak_cmd.add_argument("--keep", action="store_true", help="keep the work directory (data, logs) afterwards")
 
     show = commands.add_parser("show", help="print the tables of a result file")
     show.add_argument("result", type=Path)
@@ -273,11 +284,61 @@ def growth(args: argparse.Namespace) -> int:
     return EXIT_OK if all(ok is not False for ok in measured["targets"].values()) else EXIT_INCORRECT
 
 
+def run_soak(args: argparse.Namespace) -> int:
+    _raise_open_files_limit()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="inventory-soak-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    stack: StartedStack = EmbeddedStack(work_dir) if args.mode == "embedded" else KafkaStack(work_dir)
+    harness = Harness(stack, soak.soak_size(), set())
+    try:
+        log(f"starting the {args.mode} stack in {work_dir}")
+        stack.start()
+        harness._section("setup", harness.setup)
+        if "error" not in harness.sections["setup"]:
+            harness._section("soak", lambda: soak.soak(harness, stack, args.soak_seconds, args.sample_seconds))
+    finally:
+        log("stopping the stack")
+        stack.stop()
+        result = {
+            "machine": machine.describe(args.mode),
+            "run": {
+                "mode": args.mode,
+                "started_at": started_at,
+                **_source(),
+                "command": " ".join(["python -m bench", *sys.argv[1:]]),
+            },
+            "sections": harness.sections,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        if args.keep or harness.failed:
+            log(f"work directory kept: {work_dir}")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    section = harness.sections.get("soak", {})
+    print()
+    print(soak.render(section))
+    print(f"\nresult written to {args.out}")
+    if harness.failed or "error" in section:
+        return EXIT_FAILED
+    return EXIT_OK if section.get("ok") else EXIT_INCORRECT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "soak":
+        return run_soak(args)
     if args.command == "show":
         result = json.loads(args.result.read_text())
-        print(render(result["growth"]) if "growth" in result else report.render(result))
+        if "growth" in result:
+            print(render(result["growth"]))
+            return EXIT_OK
+        if "soak" in result["sections"]:
+            print(soak.render(result["sections"]["soak"]))
+            return EXIT_OK
+        print(report.render(result))
         return EXIT_OK
     if args.command == "growth":
         return growth(args)

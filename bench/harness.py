@@ -195,7 +195,7 @@ class Harness:
                 raise TimeoutError(f"the listener did not apply every accepted command within {limit:.0f} s")
         else:
             sample = random.Random(3).sample(sorted(self.accepted), min(500, len(self.accepted)))
-            run_async(api.wait_applied(self._client("viewer", "query"), sample, limit))
+            run_async(api.wait_applied(self._client("manager", "query"), sample, limit))
         return round(time.monotonic() - started, 2)
 
     # --- set-up -------------------------------------------------------------------------
@@ -209,13 +209,14 @@ class Harness:
 
         async def create() -> list[api.CreatedItem]:
             manager = self._client("manager")
-            viewer = self._client("viewer", "query")
+            # A command's status is for its author (and managers): the manager asks the query side.
+            reader = self._client("manager", "query")
             try:
                 created = await api.create_items(manager, total, f"BENCH-{secrets.token_hex(4)}", START_QUANTITY)
-                statuses = await api.wait_applied(viewer, [c.command_id for c in created], self.size.drain_timeout)
+                statuses = await api.wait_applied(reader, [c.command_id for c in created], self.size.drain_timeout)
             finally:
                 manager.close()
-                viewer.close()
+                reader.close()
             rejected = [s for s in statuses.values() if s != "applied"]
             if rejected:
                 raise RuntimeError(f"{len(rejected)} of the item creates were not applied: {rejected[:5]}")
@@ -364,17 +365,17 @@ class Harness:
         ready = time.monotonic()
 
         async def probe() -> None:
-            clerk, viewer = self._client("clerk"), self._client("viewer", "query")
+            clerk, reader = self._client("clerk"), self._client("clerk", "query")
             try:
                 response = await clerk.call("POST", f"{ITEMS_PATH}/{self.items[0]}/adjust", {"quantity": 1})
                 if response.status != 202:
                     raise api.ApiFailure(f"probe command: HTTP {response.status} {response.body[:200]!r}")
                 command_id = command_id_of(response)
                 self.accepted.add(command_id)
-                await api.wait_applied(viewer, [command_id], 60)
+                await api.wait_applied(reader, [command_id], 60)
             finally:
                 clerk.close()
-                viewer.close()
+                reader.close()
 
         run_async(probe())
         # The change of the probe is committed: it is announced once the outbox is empty again.

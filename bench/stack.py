@@ -258,6 +258,8 @@ class StartedStack(Stack):
                 "INVENTORY_JWT_SECRET": "bench-" + secrets.token_urlsafe(40),
                 "INVENTORY_LOG_LEVEL": "WARNING",
                 "INVENTORY_LOCATIONS": "MAIN",
+                # The fan-out holds thousands of streams with one viewer's token.
+                "INVENTORY_MAX_STREAMS_PER_USER": "100000",
             }
         )
         self.services: dict[str, Service] = {}

@@ -5,10 +5,12 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import jwt
 
 from app.auth.roles import Role
+from app.metrics import track_size
 
 ALGORITHM = "HS256"
 ISSUER = "inventory"
@@ -18,6 +20,12 @@ ISSUER = "inventory"
 class Principal:
     username: str
     role: Role
+    # What the token was issued against (app/auth/revocation.py): the user's epoch then, the
+    # session it stands for (its ``jti``), when it was issued and when it expires.
+    epoch: int = 0
+    session: str = ""
+    issued_at: int = 0
+    expires_at: int = 0
 
     def can(self, needed: Role) -> bool:
         return self.role.includes(needed)
@@ -34,14 +42,21 @@ class InvalidToken(ValueError):
     pass
 
 
+class RevocationCheck(Protocol):
+    def allows(self, principal: Principal) -> bool: ...
+
+
 class TokenService:
     # Verified tokens are remembered until they expire: a client sends the same one many times.
     CACHE_SIZE = 10_000
 
-    def __init__(self, secret: str, ttl_seconds: int) -> None:
+    def __init__(self, secret: str, ttl_seconds: int, revocations: RevocationCheck | None = None) -> None:
         self._secret = secret
         self._ttl = ttl_seconds
         self._verified: dict[str, tuple[Principal, float]] = {}
+        # Asked after the signature on every request: a dictionary and a set lookup.
+        self.revocations = revocations
+        track_size("verified_tokens", self.CACHE_SIZE, lambda: len(self._verified))
 
     def issue(self, principal: Principal, *, now: float | None = None) -> IssuedToken:
         issued = int(now if now is not None else time.time())
@@ -53,10 +68,17 @@ class TokenService:
             "exp": expires,
             "iss": ISSUER,
             "jti": secrets.token_hex(8),
+            "ep": principal.epoch,
         }
         return IssuedToken(jwt.encode(claims, self._secret, algorithm=ALGORITHM), self._ttl, expires)
 
     def verify(self, token: str) -> Principal:
+        principal = self._verify_signed(token)
+        if self.revocations is not None and not self.revocations.allows(principal):
+            raise InvalidToken("token revoked")
+        return principal
+
+    def _verify_signed(self, token: str) -> Principal:
         known = self._verified.get(token)
         if known is not None:
             principal, expires = known
@@ -79,8 +101,16 @@ class TokenService:
                 issuer=ISSUER,
                 options={"require": ["sub", "role", "exp", "iat"]},
             )
-            return Principal(str(claims["sub"]), Role(claims["role"])), float(claims["exp"])
+            principal = Principal(
+                str(claims["sub"]),
+                Role(claims["role"]),
+                epoch=int(claims.get("ep", 0)),
+                session=str(claims.get("jti", "")),
+                issued_at=int(claims["iat"]),
+                expires_at=int(claims["exp"]),
+            )
+            return principal, float(claims["exp"])
         except jwt.ExpiredSignatureError:
             raise InvalidToken("token expired") from None
-        except (jwt.InvalidTokenError, ValueError, KeyError):
+        except (jwt.InvalidTokenError, ValueError, KeyError, TypeError):
             raise InvalidToken("invalid token") from None

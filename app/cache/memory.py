@@ -8,10 +8,18 @@ from collections.abc import Sequence
 
 from app.cache.base import CachedItem, ItemEntry
 from app.domain.records import LevelView, OutcomeChange
+from app.metrics import track_size
+
+# Items are the read model's hot set; outcomes are only asked for shortly after their command
+# (status polls, ``Prefer: wait``) and come from SQLite after that, so a few minutes' worth is
+# plenty (10,000 is 90 s at 110 commands/s). Each outcome is ~1 KiB, so 100,000 of them were
+# ~100 MiB of a process that only needed the newest.
+MAX_ITEMS = 100_000
+MAX_OUTCOMES = 10_000
 
 
 class MemoryCache:
-    def __init__(self, *, ttl_seconds: int, max_items: int = 100_000, max_outcomes: int = 100_000) -> None:
+    def __init__(self, *, ttl_seconds: int, max_items: int = MAX_ITEMS, max_outcomes: int = MAX_OUTCOMES) -> None:
         self._ttl = ttl_seconds
         self._max_items = max_items
         self._max_outcomes = max_outcomes
@@ -21,6 +29,9 @@ class MemoryCache:
         self._levels: dict[str, dict[str, LevelView]] = {}
         self._skus: dict[str, str] = {}
         self._outcomes: OrderedDict[str, OutcomeChange] = OrderedDict()
+        track_size("cache_items", max_items, lambda: len(self._items))
+        track_size("cache_skus", max_items, lambda: len(self._skus))  # at most one per cached item
+        track_size("cache_outcomes", max_outcomes, lambda: len(self._outcomes))
 
     async def get_item(self, item_id: str) -> CachedItem | None:
         entry = self._items.get(item_id)

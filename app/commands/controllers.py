@@ -231,12 +231,15 @@ class CommandStatusController(Controller):
         summary="How a command ended (pending, applied, rejected)",
     )
     async def command_status(
-        self, command_id: FromPath[str], status: NamedDependency[CommandStatus]
+        self,
+        request: Request[Principal, Any, Any],
+        command_id: FromPath[str],
+        status: NamedDependency[CommandStatus],
     ) -> CommandStatusView:
         stored = normalise_uuid(command_id)
         if stored is None:
             raise InvalidCommand([FieldError("command_id", "must be a UUID")])
-        found = await status.get(stored)
+        found = await status.get(stored, request.user)  # its author, managers and admins
         if found is None:
             raise ApiError(404, "no such command", details={"command_id": command_id})
         return found

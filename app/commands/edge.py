@@ -14,7 +14,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.types import ExceptionHandlersMap
 
-from app.commands.errors import CommandRefused, IdempotencyKeyReused, SkuTaken, UnknownItem
+from app.commands.errors import CommandRefused, IdempotencyKeyReused, Overloaded, SkuTaken, UnknownItem
 from app.commands.service import (
     Accepted,
     AnsweredBefore,
@@ -108,6 +108,8 @@ def refusal_error(exc: CommandRefused) -> ApiError:
             return ApiError(409, exc.message, details={"sku": exc.sku, "reason": exc.reason})
         case IdempotencyKeyReused():
             return ApiError(422, exc.message, details={"command_id": exc.command_id})
+        case Overloaded():
+            return unavailable(exc.message)
     return ApiError(409, exc.message, details={"reason": exc.reason})
 
 

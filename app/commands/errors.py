@@ -36,3 +36,9 @@ class IdempotencyKeyReused(CommandRefused):
     def __init__(self, command_id: str) -> None:
         super().__init__("this idempotency key was used with a different request")
         self.command_id = command_id
+
+
+class Overloaded(CommandRefused):
+    """This process holds as many unanswered commands as it may; nothing was accepted."""
+
+    reason = "overloaded"

@@ -11,18 +11,24 @@ import contextlib
 import logging
 from collections import OrderedDict
 
+from app.auth.roles import Role
+from app.auth.tokens import Principal
 from app.cache.base import CacheUnavailable, ItemCache, entry_for
 from app.commands.store import CommandLookup
 from app.domain.events import CHANGES_TOPIC
 from app.domain.records import CommandStatusView, ItemChange, ItemView, OutcomeChange, OutcomeView, decode_change
 from app.domain.views import item_view, with_levels
 from app.eventlog.base import EventLog, LogUnavailable
+from app.metrics import track_size
 from app.reader import InventoryReader, ReadModelUnavailable
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25
 LATEST_ITEMS = 10_000
+# Requests waiting with ``Prefer: wait`` (each at most 30 s); beyond it a request is answered
+# 202 at once instead of waiting.
+MAX_WAITING = 10_000
 # What a waiting client gets (app/commands/service.py imports this name).
 Outcome = OutcomeView
 
@@ -36,13 +42,18 @@ class OutcomeWaiter:
         # a waiting client gets back. Several commands applied in one batch share the state
         # after the last of them.
         self._latest_items: OrderedDict[str, ItemView | None] = OrderedDict()
+        track_size("outcome_waiters", MAX_WAITING, lambda: len(self._waiting))
+        track_size("outcome_latest_items", LATEST_ITEMS, lambda: len(self._latest_items))
 
     def expect(self, command_id: str) -> asyncio.Future[OutcomeView]:
         """Register before publishing, so an outcome that comes back very fast is not missed."""
         future = self._waiting.get(command_id)
         if future is None:
             future = asyncio.get_running_loop().create_future()
-            self._waiting[command_id] = future
+            if len(self._waiting) < MAX_WAITING:
+                self._waiting[command_id] = future
+            else:
+                future.cancel()  # full: this request does not wait
         return future
 
     def forget(self, command_id: str) -> None:
@@ -50,6 +61,8 @@ class OutcomeWaiter:
 
     async def wait(self, command_id: str, timeout: float) -> OutcomeView | None:
         future = self.expect(command_id)
+        if future.cancelled():  # too many waiting already: answer at once
+            return None
         try:
             async with asyncio.timeout(timeout):
                 found = await asyncio.shield(future)
@@ -121,7 +134,14 @@ class CommandStatus:
         self._cache = cache
         self._lookup = lookup
 
-    async def get(self, command_id: str) -> CommandStatusView | None:
+    async def get(self, command_id: str, reader: Principal | None = None) -> CommandStatusView | None:
+        """The command's status, or None when it is unknown or not ``reader``'s to see: its author,
+        managers and admins may (anyone else gets the same None as for an unknown id, so ids do
+        not leak)."""
+        if reader is not None and not reader.can(Role.MANAGER):
+            accepted = await self._lookup.get(command_id)
+            if accepted is None or accepted.actor != reader.username:
+                return None
         outcome = await self._cached_outcome(command_id)
         if outcome is None:
             with contextlib.suppress(ReadModelUnavailable):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import msgspec
 
 from app.clock import utc_now
-from app.commands.errors import IdempotencyKeyReused, SkuTaken, UnknownItem
+from app.commands.errors import IdempotencyKeyReused, Overloaded, SkuTaken, UnknownItem
 from app.commands.outcomes import Outcome, OutcomeWaiter
 from app.commands.store import AcceptedCommand, CommandLookup, CommandStore, IdempotencyKeyTaken
 from app.domain.catalogue import BY_EVENT_TYPE, CommandRequest, Places
@@ -34,7 +34,7 @@ from app.domain.events import Event, EventType, encode_event
 from app.domain.records import ItemView
 from app.eventlog.base import EventLog, LogUnavailable, Message
 from app.logs import command_id_var
-from app.metrics import COMMANDS_ACCEPTED, COMMANDS_REFUSED
+from app.metrics import COMMANDS_ACCEPTED, COMMANDS_REFUSED, track_size
 from app.reader import InventoryReader, ReadModelUnavailable
 from app.settings import IDEMPOTENCY_KEY_SECONDS
 
@@ -44,6 +44,8 @@ REQUEST_ID_REPLAY_SECONDS = 5 * 60
 MAX_WAIT_SECONDS = 30.0
 LIVE_CACHE_SECONDS = 5.0
 LIVE_CACHE_SIZE = 100_000
+# Commands with an Idempotency-Key being published by this process; beyond it a refusal.
+MAX_IN_FLIGHT = 10_000
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,8 @@ class CommandService:
         # Items seen alive a moment ago: the fast 404 is only a courtesy (the listener decides),
         # so a few seconds of staleness are harmless and save a read on every stock command.
         self._recently_live: dict[str, float] = {}
+        track_size("recently_live_items", LIVE_CACHE_SIZE, lambda: len(self._recently_live))
+        track_size("commands_in_flight", MAX_IN_FLIGHT, lambda: len(self._in_flight))
 
     # --- fast rejections, no round trip through the log ---------------------------------
 
@@ -157,7 +161,7 @@ class CommandService:
         except ReadModelUnavailable:
             state = None
         if state == "live":
-            if len(self._recently_live) > LIVE_CACHE_SIZE:
+            if len(self._recently_live) >= LIVE_CACHE_SIZE:
                 self._recently_live.clear()
             self._recently_live[item_id] = time.monotonic() + LIVE_CACHE_SECONDS
             return
@@ -234,6 +238,8 @@ class CommandService:
         running = self._in_flight.get(accepted.command_id)
         if running is not None:
             return await asyncio.shield(running)
+        if len(self._in_flight) >= MAX_IN_FLIGHT:
+            raise Overloaded("too many commands in progress; retry with the same Idempotency-Key")
         future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
         self._in_flight[accepted.command_id] = future
         try:

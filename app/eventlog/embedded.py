@@ -29,6 +29,7 @@ from app.eventlog.base import (
     TopicPartition,
     TopicSpec,
 )
+from app.metrics import track_size
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ class EmbeddedEventLog:
         self._conn: aiosqlite.Connection | None = None
         self._partitions: dict[str, int] = {}
         self._queue: asyncio.Queue[tuple[Sequence[Message], asyncio.Future[None]]] = asyncio.Queue()
+        # One entry per publish in progress; the writer takes all of them at each commit.
+        track_size("embedded_log_publishes", None, self._queue.qsize)
         self._writer: asyncio.Task[None] | None = None
         self._written = asyncio.Event()
         self._unkeyed = 0

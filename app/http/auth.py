@@ -15,6 +15,7 @@ from app.auth.tokens import InvalidToken, Principal, TokenService
 
 SESSION_COOKIE = "inventory_session"
 PUBLIC = "public"  # route opt: no authentication needed
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class TokenAuthentication(AbstractAuthenticationMiddleware):
@@ -34,6 +35,11 @@ class TokenAuthentication(AbstractAuthenticationMiddleware):
             source = "cookie"
             if not token:
                 raise NotAuthorizedException("authentication required")
+            # A browser sends the cookie by itself (CSRF): API writes take a bearer token only;
+            # the pages' forms post to /ui/..., which checks the CSRF token.
+            method = connection.scope.get("method", "GET")
+            if method not in SAFE_METHODS and connection.scope["path"].startswith("/api/"):
+                raise NotAuthorizedException("API writes need an 'Authorization: Bearer <token>' header")
         try:
             principal = self._tokens.verify(token.strip())
         except InvalidToken as exc:

@@ -96,13 +96,13 @@ def document_rules(app: Litestar, settings: Settings, closed_bodies: tuple[type,
                 if not isinstance(parameter, Parameter):
                     continue
                 _not_null(parameter)  # an absent header or query parameter is absent, never "null"
-                rule: dict[str, Any] | None = parameter_rules.get(parameter.name)
+                parameter_rule = parameter_rules.get(parameter.name)
                 if path.endswith("/stream") and parameter.name == "location":
                     # The stream takes a comma-separated list of codes (app/queries/stream.py).
                     codes = "|".join(re.escape(code) for code in settings.locations)
-                    rule = {"pattern": f"^({codes})(,({codes}))*$"}
-                if rule is not None:
-                    _constrain(parameter.schema, rule)
+                    parameter_rule = {"pattern": f"^({codes})(,({codes}))*$"}
+                if parameter_rule is not None:
+                    _constrain(parameter.schema, parameter_rule)
             if operation.responses is not None:
                 # Litestar documents its own validation shape; ours is ErrorBody.
                 operation.responses["400"] = error

@@ -19,7 +19,7 @@ from app.cache.base import CachedItem, CacheUnavailable, ItemCache, ItemEntry, e
 from app.domain.records import Change, HistoryEntry, ItemView, LevelView, StockView, decode_change
 from app.domain.views import item_view, stock_view, summary_view, with_levels
 from app.jsontext import change_record
-from app.metrics import CACHE_LOOKUPS
+from app.metrics import CACHE_LOOKUPS, track_size
 from app.reader import InventoryReader, ItemPage
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class FreshnessFloor:
     def __init__(self, max_items: int = 200_000) -> None:
         self._versions: OrderedDict[str, int] = OrderedDict()
         self._max = max_items
+        track_size("freshness_floor", max_items, lambda: len(self._versions))
 
     def raise_to(self, item_id: str, version: int) -> None:
         if self._versions.get(item_id, -1) < version:

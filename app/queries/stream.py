@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from litestar import get
+from litestar import Request, get
 from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
@@ -24,13 +24,15 @@ from litestar.params import HeaderParameter, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.auth.roles import Role
+from app.auth.tokens import Principal
 from app.domain import rules
 from app.domain.catalogue import FieldError, InvalidCommand
 from app.domain.records import Change, decode_change
 from app.http.auth import requires
 from app.http.errors import ErrorBody
+from app.http.stream_limits import StreamLimiter, leased
 from app.jsontext import change_record
-from app.metrics import SSE_CLIENTS, SSE_REFILLS
+from app.metrics import SSE_CLIENTS, SSE_REFILLS, track_size
 from app.queries.feed import CHAIN_WIDE, ChangeFeed, Subscription
 from app.reader import InventoryReader
 from app.settings import Settings
@@ -74,10 +76,25 @@ class StreamItem:
 class ChangeStream:
     """One subscriber's view of the feed: replay, then live, without gaps or repeats."""
 
-    def __init__(self, reader: InventoryReader, feed: ChangeFeed, channels: ChannelsPlugin) -> None:
+    def __init__(
+        self, reader: InventoryReader, feed: ChangeFeed, channels: ChannelsPlugin, limiter: StreamLimiter
+    ) -> None:
         self._reader = reader
         self._feed = feed
         self._channels = channels
+        self.limiter = limiter
+        # Each subscriber's queue holds at most INVENTORY_SSE_BACKLOG changes (the oldest are
+        # dropped and refilled from the outbox); the channel's own queue is in transit only.
+        # One channel per subscription in use (app/queries/feed.py): the largest queue of all.
+        track_size(
+            "sse_backlog_largest",
+            channels._max_backlog,
+            lambda: max(
+                (subscriber.qsize for subscribers in channels._channels.values() for subscriber in subscribers),
+                default=0,
+            ),
+        )
+        track_size("sse_publish_queue", None, lambda: channels._pub_queue.qsize() if channels._pub_queue else 0)
 
     async def items(
         self, last_event_id: int | None, subscription: Subscription = CHAIN_WIDE
@@ -207,9 +224,13 @@ def parse_locations(raw: str | None, known: tuple[str, ...]) -> frozenset[str] |
         "only the levels at those locations (`levels`) and the item's chain totals (`item`); changes at "
         "other locations are not sent. Without it, item events carry the totals and no levels."
     ),
-    responses={400: ResponseSpec(ErrorBody, description="An unknown location code")},
+    responses={
+        400: ResponseSpec(ErrorBody, description="An unknown location code"),
+        429: ResponseSpec(ErrorBody, description="Too many live streams open for this user (see Retry-After)"),
+    },
 )
 async def stream_changes(
+    request: Request[Principal, Any, Any],
     change_stream: NamedDependency[ChangeStream],
     settings: NamedDependency[Settings],
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
@@ -222,4 +243,5 @@ async def stream_changes(
     resume = after
     if last_event_id is not None and last_event_id.strip().isdigit():
         resume = int(last_event_id.strip())
-    return ServerSentEvent(change_stream.events(resume, subscription))
+    lease = change_stream.limiter.open(request.user)  # 429 beyond the cap, before anything is sent
+    return ServerSentEvent(leased(lease, change_stream.events(resume, subscription)))

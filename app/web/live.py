@@ -28,6 +28,7 @@ from app.domain import rules
 from app.domain.records import Change, ItemChange, ItemSummary, OutcomeChange
 from app.domain.views import at_location, with_levels
 from app.http.auth import requires
+from app.http.stream_limits import leased
 from app.queries.feed import CHAIN_WIDE, Subscription
 from app.queries.service import ItemNotFound, QueryService
 from app.queries.stream import RETRY_MS, ChangeStream, StreamItem
@@ -164,8 +165,9 @@ async def page_stream(
         levels_page=_levels_page(params.get("levels_page")),
     )
     context = {**site_context(settings), **role_context(request.user), "location": view.location}
+    lease = change_stream.limiter.open(request.user)  # the same cap as the API's stream
     stream = change_stream.items(None, view.subscription)
-    return ServerSentEvent(live_updates.messages(stream, view, context, queries))
+    return ServerSentEvent(leased(lease, live_updates.messages(stream, view, context, queries)))
 
 
 def _levels_page(raw: str | None) -> int:

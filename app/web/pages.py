@@ -6,6 +6,7 @@ the same freshness floor), lists from SQLite."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 from urllib.parse import urlencode
 
@@ -15,15 +16,16 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from litestar.utils.scope.state import ScopeState
 
+from app.auth.login_limits import LoginLimiter, LoginRefused
+from app.auth.revocation import Revocations
 from app.auth.roles import Role
-from app.auth.tokens import Principal, TokenService
+from app.auth.tokens import InvalidToken, Principal, TokenService
 from app.auth.users import UserStore
 from app.commands.outcomes import CommandStatus
 from app.domain import rules
 from app.domain.records import ItemView
 from app.http.auth import PUBLIC, SESSION_COOKIE, requires
 from app.http.errors import ApiError
-from app.http.login_limits import LoginLimiter
 from app.queries.service import ItemNotFound, QueryService
 from app.reader import SORTS, InventoryReader, ItemPage
 from app.settings import Settings
@@ -67,6 +69,26 @@ class LoginController(Controller):
             },
         )
 
+    @staticmethod
+    def _login_again(
+        request: Request[Any, Any, Any], settings: Settings, target: str, username: str, refused: LoginRefused | None
+    ) -> Template:
+        """The login page again: 401 after a wrong password, 429 with Retry-After when limited."""
+        return Template(
+            "login.html",
+            status_code=401 if refused is None else 429,
+            headers={} if refused is None else {"Retry-After": str(refused.retry_after)},
+            context={
+                **site_context(settings),
+                "csrf": ScopeState.from_scope(request.scope).csrf_token or "",
+                "next": target,
+                "username": username,
+                "error": "Wrong username or password."
+                if refused is None
+                else "Too many attempts. Wait a minute and try again.",
+            },
+        )
+
     @post("/login", status_code=303)
     async def login(
         self,
@@ -80,28 +102,13 @@ class LoginController(Controller):
         username = str(form.get("username", "")).strip().lower()[:64]
         password = str(form.get("password", ""))[:1024]
         target = _safe_next(str(form.get("next", "/")))
-        error = None
+        address = request.client.host if request.client else "-"
         try:
-            address = request.client.host if request.client else "-"
             principal = await login_limiter.attempt(username, address, lambda: users.authenticate(username, password))
-            if principal is None:
-                error = "Wrong username or password."
-        except ApiError as exc:
-            error = "Too many attempts. Wait a minute and try again."
-            principal = None
-            status = exc.status
+        except LoginRefused as refused:
+            return self._login_again(request, settings, target, username, refused)
         if principal is None:
-            return Template(
-                "login.html",
-                status_code=status if error and error.startswith("Too many") else 401,
-                context={
-                    **site_context(settings),
-                    "csrf": ScopeState.from_scope(request.scope).csrf_token or "",
-                    "next": target,
-                    "username": username,
-                    "error": error,
-                },
-            )
+            return self._login_again(request, settings, target, username, None)
         issued = tokens.issue(principal)
         response: Response[Any] = Redirect(target, status_code=303)
         response.set_cookie(
@@ -116,7 +123,15 @@ class LoginController(Controller):
         return response
 
     @post("/logout", status_code=303)
-    async def logout(self) -> Response[Any]:
+    async def logout(
+        self,
+        request: Request[Any, Any, Any],
+        tokens: NamedDependency[TokenService],
+        revocations: NamedDependency[Revocations],
+    ) -> Response[Any]:
+        # The session ends on the server too: a copy of the cookie is refused from now on.
+        with contextlib.suppress(InvalidToken):
+            await revocations.end_session(tokens.verify(request.cookies.get(SESSION_COOKIE, "")))
         response: Response[Any] = Redirect("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
@@ -277,7 +292,7 @@ class PageController(Controller):
         status: NamedDependency[CommandStatus],
     ) -> Template:
         stored_id = rules.normalise_uuid(command_id)
-        found = await status.get(stored_id) if stored_id is not None else None
+        found = await status.get(stored_id, request.user) if stored_id is not None else None
         if found is None:
             raise ApiError(404, "no such command")
         context = page_context(request, settings, **badge_context(found))

@@ -148,7 +148,7 @@ async def test_a_create_answers_202_with_a_status_resource(api: Api) -> None:
     assert response.headers["Location"] == body["status_url"] == f"/api/v1/commands/{body['command_id']}"
 
     async def applied() -> dict[str, Any] | None:
-        status = (await api.client.get(body["status_url"], headers=api.headers("viewer"))).json()
+        status = (await api.client.get(body["status_url"], headers=api.headers())).json()
         return status if status["status"] == "applied" else None
 
     status = await eventually(applied)

@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
+from app.http.application import create_app
 
 from app.bootstrap import ROLES, build_container
-from app.http.application import create_app
 from tests.support.app import PASSWORD, base_env, settings_for
 from tests.support.processes import ServiceProcess
 

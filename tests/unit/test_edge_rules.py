@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from app.auth.login_limits import LoginLimiter
 from app.http.errors import ApiError
 from app.http.json_guard import nesting_exceeds
-from app.http.login_limits import LoginLimiter
 from app.settings import ConfigError, load_settings
 
 

@@ -1,4 +1,5 @@
-"""Endpoints every role has: health, readiness, metrics, login."""
+"""Endpoints every role has: health, readiness, metrics, login (a feature of its own, above the
+HTTP toolkit in app/http)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app.auth.login_limits import LoginLimiter, LoginRefused
 from app.auth.tokens import TokenService
 from app.auth.users import UserStore
 from app.http.auth import PUBLIC
 from app.http.errors import ApiError, ErrorBody
-from app.http.login_limits import LoginLimiter
 from app.settings import Settings
 
 # name -> {"status": "ok" | "degraded" | "down", ...details}
@@ -72,9 +73,14 @@ class SystemController(Controller):
     ) -> TokenBody:
         username = data.username.strip().lower()[:64]
         address = request.client.host if request.client else "-"
-        principal = await login_limiter.attempt(
-            username, address, lambda: users.authenticate(username, data.password[:1024])
-        )
+        try:
+            principal = await login_limiter.attempt(
+                username, address, lambda: users.authenticate(username, data.password[:1024])
+            )
+        except LoginRefused as refused:
+            raise ApiError(
+                429, "too many login attempts; wait and retry", headers={"Retry-After": str(refused.retry_after)}
+            ) from None
         if principal is None:
             raise ApiError(401, "wrong username or password", headers={"WWW-Authenticate": 'Bearer realm="inventory"'})
         issued = tokens.issue(principal)

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import TypeVar
 
-from app.http.errors import ApiError
+from app.metrics import track_size
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -98,10 +98,11 @@ class LoginLimiter:
         self._slots: asyncio.Semaphore | None = None
         # One password check at a time per address: a lock, and how many hold or wait for it.
         self._address_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        track_size("login_limit_keys", 3 * max_keys, self.tracked_keys)
 
     async def attempt(self, username: str, address: str, verify: Callable[[], Awaitable[T | None]]) -> T | None:
-        """Run ``verify`` (the password check) if the limits allow it; raise a 429 ApiError if
-        not. A None result counts as a failure."""
+        """Run ``verify`` (the password check) if the limits allow it; raise LoginRefused if not.
+        A None result counts as a failure."""
         now = time.monotonic()
         pair = (username, address)
         if self._pair_failures.count(pair, now) >= self._pair_limit:
@@ -141,5 +142,13 @@ class LoginLimiter:
         return len(self._pair_failures) + len(self._address_attempts) + len(self._user_failures)
 
 
-def _too_many(retry_after: int) -> ApiError:
-    return ApiError(429, "too many login attempts; wait and retry", headers={"Retry-After": str(retry_after)})
+class LoginRefused(Exception):
+    """Too many attempts: try again after ``retry_after`` seconds. The HTTP edges answer 429."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many login attempts; retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+def _too_many(retry_after: int) -> LoginRefused:
+    return LoginRefused(retry_after)
