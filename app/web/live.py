@@ -65,9 +65,8 @@ class View:
 
 
 class LiveUpdates:
-    # app/http/application.py still hands over the reader as a second argument; items are read
-    # through the query service of each stream instead (cache first, like the API).
-    def __init__(self, renderer: Renderer, _unused: object = None) -> None:
+    # Items are read through the query service of each stream (cache first, like the API).
+    def __init__(self, renderer: Renderer) -> None:
         self._renderer = renderer
 
     async def messages(

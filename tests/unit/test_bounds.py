@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
+from app.auth.login_limits import LoginLimiter
 from app.auth.revocation import Revocations
 from app.auth.roles import Role
 from app.auth.tokens import Principal, TokenService
@@ -17,15 +18,19 @@ from app.auth.users import UserStore
 from app.cache.base import ItemEntry
 from app.cache.memory import MemoryCache
 from app.commands.outcomes import MAX_WAITING, OutcomeWaiter
+from app.domain.records import ItemSummary, OutcomeChange
 from app.eventlog.embedded import EmbeddedEventLog
 from app.http.errors import ApiError
 from app.http.stream_limits import StreamLimiter, leased
 from app.queries.service import FreshnessFloor
 from app.reader import InventoryReader
 from app.settings import ConfigError, load_settings
-from app.system.controllers import LoginRateLimiter
 
 SECRET = "unit-test-secret-" + "x" * 40
+
+
+def summary(item_id: str, sku: str) -> ItemSummary:
+    return ItemSummary(item_id, sku, "n", "", 0, 0, 0, 1, "t", "t", None)
 
 
 def _entries(structure: str) -> float | None:
@@ -35,8 +40,9 @@ def _entries(structure: str) -> float | None:
 async def test_the_item_cache_keeps_at_most_its_items_and_outcomes() -> None:
     cache = MemoryCache(ttl_seconds=60, max_items=50, max_outcomes=20)
     for n in range(500):
-        await cache.put_items([ItemEntry(f"i{n}", 1, {"sku": f"S{n}"}, f"S{n}")])
-        await cache.put_outcomes([{"command_id": f"c{n}", "status": "applied"}])
+        await cache.put_items([ItemEntry(f"i{n}", 1, summary(f"i{n}", f"S{n}"), f"S{n}")])
+        await cache.put_outcomes([OutcomeChange(f"c{n}", f"i{n}", "inventory.stock.reserved", "MAIN", "applied",
+                                                None, None, 1, "t", "t")])  # fmt: skip
     assert _entries("cache_items") == 50 and _entries("cache_outcomes") == 20
     assert _entries("cache_skus") == 50
     assert await cache.get_outcome("c499") is not None and await cache.get_outcome("c0") is None
@@ -57,11 +63,15 @@ def test_the_verified_token_cache_is_bounded() -> None:
         assert (_entries("verified_tokens") or 0) <= 30
 
 
-def test_the_login_limiter_forgets_a_spray_of_usernames() -> None:
-    limiter = LoginRateLimiter(10)
-    for n in range(100_010 // 2 + 10):
-        limiter.check(f"user{n}", f"10.0.{n}")
-    assert (_entries("login_attempt_windows") or 0) <= 100_002
+async def test_the_login_limiter_forgets_a_spray_of_usernames() -> None:
+    limiter = LoginLimiter(10, max_keys=200)
+
+    async def wrong() -> None:
+        return None
+
+    for n in range(1_000):
+        await limiter.attempt(f"user{n}", f"10.0.{n // 250}.{n % 250}", wrong)
+    assert 0 < (_entries("login_limit_keys") or 0) <= 3 * 200
 
 
 async def test_the_outcome_waiter_bounds_its_waiters_and_items(tmp_path: Path) -> None:

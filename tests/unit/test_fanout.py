@@ -10,9 +10,12 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import msgspec
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.memory import MemoryChannelsBackend
 
 from app.domain.records import Change, ItemChange, ItemSummary, LevelView, OutcomeChange, encode, encode_text
 from app.eventlog.base import EventLog
+from app.http.stream_limits import StreamLimiter
 from app.jsontext import change_record
 from app.queries.feed import CHAIN, CHAIN_WIDE, ChangeFeed, Subscription, frame
 from app.queries.service import FreshnessFloor
@@ -122,7 +125,8 @@ async def _frames(items: list[bytes]) -> AsyncGenerator[bytes, None]:
 async def test_a_store_subscriber_that_lost_frames_refills_its_own_changes_only() -> None:
     changes: list[Change] = [reserve_at(("S002", "S001")[n % 2], seq=n) for n in range(1, 11)]
     feed = cast(ChangeFeed, SimpleNamespace(last_seq=10))
-    stream = ChangeStream(cast(InventoryReader, Outbox(changes)), feed, cast(Any, None))
+    channels = ChannelsPlugin(backend=MemoryChannelsBackend(), arbitrary_channels_allowed=True)
+    stream = ChangeStream(cast(InventoryReader, Outbox(changes)), feed, channels, StreamLimiter(20))
     wall = Subscription(locations=S001)
     # Its queue dropped the frames of 3, 5 and 7: the frame of 9 says its predecessor was 7.
     kept = [frame(1, 0, "item", published(changes[0])), frame(9, 7, "item", published(changes[8]))]
