@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from app.http.application import create_app
 
+from app.application import create_app
 from app.bootstrap import ROLES, build_container
 from tests.support.app import PASSWORD, base_env, settings_for
 from tests.support.processes import ServiceProcess
