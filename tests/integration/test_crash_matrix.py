@@ -127,7 +127,8 @@ def _run_matrix(stack: Stack, broker: KafkaBroker, redis: RedisServer) -> None:
     # 503s while the broker was.
     assert results.accepted and results.statuses["no answer"] > 0 and results.statuses["503"] > 0, results.statuses
     # Every 202 reaches an outcome...
-    wait_for(lambda: _missing_outcomes(db, results.accepted) == 0, timeout=120)
+    # A bound on liveness, not speed: on a loaded CI machine the catch-up after five kills is slow.
+    wait_for(lambda: _missing_outcomes(db, results.accepted) == 0, timeout=300)
     # ...exactly once: one outcome per command, and at most one history row per command.
     doubled = query(db, "SELECT command_id FROM history GROUP BY command_id HAVING COUNT(*) > 1")
     assert doubled == []

@@ -31,7 +31,7 @@ AN_HOUR_AGO = to_rfc3339(datetime.now(UTC) - timedelta(hours=1))
 
 def age(db: Path, sql: str, params: tuple[object, ...] = ()) -> None:
     """Make rows look old, the way time would (the listener may be writing meanwhile)."""
-    with sqlite3.connect(db, timeout=10) as conn:
+    with sqlite3.connect(db, timeout=60) as conn:
         conn.execute(sql, params)
 
 
