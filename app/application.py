@@ -34,6 +34,7 @@ from app.http.stream_limits import StreamLimiter
 from app.http.swagger import VendoredSwagger
 from app.http.wrappers import head_as_get, with_log_context
 from app.queries.controllers import ItemQueryController
+from app.queries.store_day import StoreDayController
 from app.queries.stream import ChangeStream, stream_changes
 from app.system.controllers import LoginBody, SystemController, metrics
 from app.web.forms import DeadLetterFormController, form_routes
@@ -84,7 +85,14 @@ def create_app(container: Container) -> Litestar:
         )
         container.feed.channels = channels
         plugins.append(channels)
-        handlers += [ItemQueryController, stream_changes, LoginController, PageController, page_stream]
+        handlers += [
+            ItemQueryController,
+            StoreDayController,
+            stream_changes,
+            LoginController,
+            PageController,
+            page_stream,
+        ]
         dependencies["queries"] = _value(container.queries)
         dependencies["reader"] = _value(container.reader)
         limiter = StreamLimiter(settings.max_streams_per_user)

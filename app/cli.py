@@ -152,11 +152,12 @@ async def _submit(args: argparse.Namespace) -> int:
     finally:
         await container.stop()
     assert not isinstance(result, AnsweredBefore)  # no key: never a retry
+    record = f" ({result.record[0]} {result.record[1]})" if result.record else ""
     if isinstance(result, Accepted):
-        print(f"accepted {result.command_id} for item {result.item_id}: pending")
+        print(f"accepted {result.command_id} for item {result.item_id}{record}: pending")
         return 0
     if isinstance(result, CommandApplied):
-        print(f"applied {result.command_id} to item {result.item_id}: version {result.version}")
+        print(f"applied {result.command_id} to item {result.item_id}{record}: version {result.version}")
         return 0
     print(f"rejected {result.command_id} ({result.reason}): {result.message}")
     return 3
@@ -328,10 +329,10 @@ def parser() -> argparse.ArgumentParser:
     remove.add_argument("name")
     user_commands.add_parser("list", help="list users")
 
-    from app.domain.catalogue import BY_NAME
+    from app.domain.catalogue import PUBLIC_COMMANDS
 
     submit = commands.add_parser("submit", help="send one command, as the API and the forms do")
-    submit.add_argument("name", choices=sorted(BY_NAME), help="the command")
+    submit.add_argument("name", choices=sorted(spec.name for spec in PUBLIC_COMMANDS), help="the command")
     submit.add_argument(
         "fields", nargs="*", metavar="FIELD=VALUE", type=_field,
         help="the body's fields, and item=ID for every command but create: item=... quantity=2 location=S001",

@@ -2,13 +2,15 @@
 
 from datetime import UTC, datetime
 
+from app.domain.rules import moment_text
+
 
 def utc_now() -> str:
     return to_rfc3339(datetime.now(UTC))
 
 
 def to_rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return moment_text(moment)
 
 
 def parse_rfc3339(text: str) -> datetime:

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from app.domain.model import Item, StockLevel
+from app.domain.model import Item, Reservation, ReservationState, StockLevel, Transfer, TransferState
 
 # The item row carries the chain totals (quantity, reserved), kept by the listener with every
 # change, so no read of an item's totals has to add up its levels.
 ITEM_COLUMNS = (
-    "id, sku, name, description, version, created_at, updated_at, deleted_at, low_stock_threshold, quantity, reserved"
+    "id, sku, name, description, version, created_at, updated_at, deleted_at, low_stock_threshold, quantity, reserved, "
+    "in_transit"
 )
 LEVEL_COLUMNS = "item_id, location, quantity, reserved, version, updated_at"
 # Each selects by one JSON parameter, however many ids or pairs.
@@ -24,8 +25,71 @@ LEVELS_BY_PAIRS = (
 )
 
 
-def assemble_items(item_rows: Iterable[Sequence[Any]], level_rows: Iterable[Sequence[Any]]) -> dict[str, Item]:
-    """Items from their rows, with whichever of their levels were read (all, some or none)."""
+TRANSFER_COLUMNS = "id, item_id, from_location, to_location, quantity, state, shipped_at, received, closed_at, note"
+RESERVATION_COLUMNS = (
+    "id, item_id, location, quantity, reserved, state, created_at, reference, expires_at, closed_at, seq"
+)
+TRANSFERS_BY_IDS = f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id IN (SELECT value FROM json_each(?))"
+RESERVATIONS_BY_IDS = f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id IN (SELECT value FROM json_each(?))"
+# [[item_id, location, units], ...]: the newest open anonymous reservations at each pair, just
+# enough of them to give back ``units`` (what a plain release needs, app/domain/reservations.py).
+ANONYMOUS_TO_RELEASE = (
+    f"SELECT {RESERVATION_COLUMNS} FROM ("
+    "SELECT r.*, SUM(r.quantity) OVER (PARTITION BY r.item_id, r.location ORDER BY r.seq DESC "
+    "ROWS UNBOUNDED PRECEDING) - r.quantity AS before, w.units FROM reservations r JOIN ("
+    "SELECT json_extract(value, '$[0]') AS item_id, json_extract(value, '$[1]') AS location, "
+    "json_extract(value, '$[2]') AS units FROM json_each(?)) w ON r.item_id = w.item_id AND r.location = w.location "
+    "WHERE r.state = 'open' AND r.reference IS NULL AND r.expires_at IS NULL) WHERE before < units"
+)
+
+
+def transfer_from_row(row: Sequence[Any]) -> Transfer:
+    return Transfer(
+        id=row[0],
+        item_id=row[1],
+        from_location=row[2],
+        to_location=row[3],
+        quantity=row[4],
+        state=TransferState(row[5]),
+        shipped_at=row[6],
+        received=row[7],
+        closed_at=row[8],
+        note=row[9],
+    )
+
+
+def reservation_from_row(row: Sequence[Any]) -> Reservation:
+    return Reservation(
+        id=row[0],
+        item_id=row[1],
+        location=row[2],
+        quantity=row[3],
+        reserved=row[4],
+        state=ReservationState(row[5]),
+        created_at=row[6],
+        reference=row[7],
+        expires_at=row[8],
+        closed_at=row[9],
+        seq=row[10],
+    )
+
+
+def assemble_items(
+    item_rows: Iterable[Sequence[Any]],
+    level_rows: Iterable[Sequence[Any]],
+    transfer_rows: Iterable[Sequence[Any]] = (),
+    reservation_rows: Iterable[Sequence[Any]] = (),
+) -> dict[str, Item]:
+    """Items from their rows, with whichever of their levels, transfers and reservations were
+    read (all, some or none)."""
+    transfers: dict[str, dict[str, Transfer]] = {}
+    for row in transfer_rows:
+        transfer = transfer_from_row(row)
+        transfers.setdefault(transfer.item_id, {})[transfer.id] = transfer
+    reservations: dict[str, dict[str, Reservation]] = {}
+    for row in reservation_rows:
+        reservation = reservation_from_row(row)
+        reservations.setdefault(reservation.item_id, {})[reservation.id] = reservation
     levels: dict[str, dict[str, StockLevel]] = {}
     for item_id, location, quantity, reserved, version, updated_at in level_rows:
         levels.setdefault(item_id, {})[location] = StockLevel(location, quantity, reserved, version, updated_at)
@@ -43,6 +107,9 @@ def assemble_items(item_rows: Iterable[Sequence[Any]], level_rows: Iterable[Sequ
             low_stock_threshold=row[8],
             quantity=row[9],
             reserved=row[10],
+            in_transit=row[11],
+            transfers=transfers.get(row[0], {}),
+            reservations=reservations.get(row[0], {}),
         )
         for row in item_rows
     }

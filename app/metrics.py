@@ -21,6 +21,14 @@ DEAD_LETTERS = Counter("inventory_dead_letters_total", "Messages sent to the dea
 CONFLICTS = Counter("inventory_write_conflicts_total", "Optimistic-lock conflicts retried by the listener")
 RETRIES = Counter("inventory_listener_retries_total", "Batches retried after a failure", ["kind"])
 PRUNED_ROWS = Counter("inventory_pruned_rows_total", "Rows removed by the retention rules", ["table"])
+ADJUSTMENTS = Counter(
+    "inventory_adjustments_total", "Changes of stock on hand with a reason (adjust, count, short receipt)", ["reason"]
+)
+ADJUSTED_UNITS = Counter(
+    "inventory_adjusted_units_total", "Units gained or lost on hand, by reason (transit_loss: units lost)", ["reason"]
+)
+RESERVATIONS_CLOSED = Counter("inventory_reservations_closed_total", "Reservations closed, by how", ["state"])
+EXPIRIES_PUBLISHED = Counter("inventory_expiries_published_total", "Reservation expiries published to the log")
 CONSUMER_LAG = Gauge("inventory_consumer_lag", "Messages behind the end of the command topics")
 OUTBOX_BACKLOG = Gauge("inventory_outbox_backlog", "Change records committed but not yet published")
 APPLY_SECONDS = Histogram(

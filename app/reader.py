@@ -19,9 +19,27 @@ from typing import Any, Literal
 import aiosqlite
 
 from app.domain.model import Item, StockLevel
-from app.domain.records import HistoryEntry, ItemView, LevelView, OutcomeChange
-from app.domain.views import at_location, item_view, level_view, summary_view, with_levels
-from app.item_rows import ITEM_COLUMNS, ITEMS_BY_IDS, LEVEL_COLUMNS, LEVELS_BY_IDS, assemble_items
+from app.domain.records import HistoryEntry, ItemView, LevelView, OutcomeChange, ReservationView, TransferView
+from app.domain.views import (
+    at_location,
+    item_view,
+    level_view,
+    reservation_view,
+    summary_view,
+    transfer_view,
+    with_levels,
+)
+from app.item_rows import (
+    ITEM_COLUMNS,
+    ITEMS_BY_IDS,
+    LEVEL_COLUMNS,
+    LEVELS_BY_IDS,
+    RESERVATION_COLUMNS,
+    TRANSFER_COLUMNS,
+    assemble_items,
+    reservation_from_row,
+    transfer_from_row,
+)
 from app.sqlitefiles import open_read_only
 
 ItemState = Literal["live", "deleted"]
@@ -195,11 +213,60 @@ class InventoryReader:
     async def history(self, item_id: str, *, limit: int, before: int | None) -> list[HistoryEntry]:
         rows = await self.rows(
             "SELECT id, event_type, location, quantity_delta, reserved_delta, quantity_after, reserved_after, "
-            "item_version, actor, command_id, note, occurred_at, applied_at FROM history "
+            "item_version, actor, command_id, note, occurred_at, applied_at, reason, reference, expected FROM history "
             "WHERE item_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
             (item_id, before if before is not None else 2**62, limit),
         )
         return [HistoryEntry(*row) for row in rows]
+
+    # --- transfers and reservations -------------------------------------------------------
+
+    async def transfers(
+        self,
+        *,
+        item_id: str | None = None,
+        location: str | None = None,
+        state: str | None = None,
+        page: int = 1,
+        page_size: int = 50,
+    ) -> tuple[list[TransferView], int]:
+        """Transfers newest first, with how many match: of an item, from or to a location, in a state."""
+        where, params = _filters(item_id=item_id, state=state)
+        if location:
+            where.append("(from_location = ? OR to_location = ?)")
+            params += [location, location]
+        condition = " AND ".join(where) or "1"
+        total = await self.rows(f"SELECT COUNT(*) FROM transfers WHERE {condition}", params)
+        rows = await self.rows(
+            f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE {condition} ORDER BY shipped_at DESC, id LIMIT ? OFFSET ?",
+            [*params, page_size, (page - 1) * page_size],
+        )
+        return [transfer_view(transfer_from_row(row)) for row in rows], int(total[0][0])
+
+    async def reservations(
+        self,
+        *,
+        item_id: str | None = None,
+        location: str | None = None,
+        reference: str | None = None,
+        state: str | None = None,
+        page: int = 1,
+        page_size: int = 50,
+    ) -> tuple[list[ReservationView], int]:
+        """Reservations newest first, with how many match: of an item, at a location, for a reference,
+        in a state."""
+        where, params = _filters(item_id=item_id, state=state)
+        for column, value in (("location", location), ("reference", reference)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        condition = " AND ".join(where) or "1"
+        total = await self.rows(f"SELECT COUNT(*) FROM reservations WHERE {condition}", params)
+        rows = await self.rows(
+            f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE {condition} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            [*params, page_size, (page - 1) * page_size],
+        )
+        return [reservation_view(reservation_from_row(row)) for row in rows], int(total[0][0])
 
     # --- commands and changes ------------------------------------------------------------
 
@@ -242,6 +309,16 @@ class InventoryReader:
         """Oldest and newest change sequence numbers still kept (0, 0 when there are none)."""
         rows = await self.rows("SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM changes")
         return int(rows[0][0]), int(rows[0][1])
+
+
+def _filters(*, item_id: str | None, state: str | None) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("item_id", item_id), ("state", state)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    return where, params
 
 
 def _items_with_levels(rows: Sequence[Sequence[Any]]) -> dict[str, Item]:

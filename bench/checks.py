@@ -5,7 +5,10 @@
   outcome in ``command_outcomes`` — must be 0;
 * applied twice: an event id or command id with more than one history row, or more history rows
   than applied outcomes, or history for a rejected command — must be 0;
-* every message in the command topics has exactly one outcome (unaccounted must be 0).
+* every message in the command topics has exactly one outcome (unaccounted must be 0);
+* unbalanced: an item whose totals differ from its levels, whose units in transit differ from
+  its open transfers, or a level whose reserved units differ from its open reservations — must
+  be 0 (the conservation rule of docs/decisions.md, checked on the database as it is).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from app.domain.events import COMMAND_TOPICS
+from app.domain.events import COMMAND_TOPICS, EventType
 from app.eventlog.topics import TOPICS
 
 
@@ -112,12 +115,21 @@ def database_report(data_dir: Path, accepted: set[str]) -> dict[str, Any]:
             ).fetchall()
         )
         history_rows = scalar(conn, "SELECT COUNT(*) FROM history")
+        # One history row per location a change moved (a one-step transfer moves two).
         duplicate_events = scalar(
-            conn, "SELECT COUNT(*) FROM (SELECT event_id FROM history GROUP BY event_id HAVING COUNT(*) > 1)"
+            conn,
+            "SELECT COUNT(*) FROM (SELECT event_id FROM history GROUP BY event_id, location HAVING COUNT(*) > 1)",
         )
         duplicate_commands = scalar(
-            conn, "SELECT COUNT(*) FROM (SELECT command_id FROM history GROUP BY command_id HAVING COUNT(*) > 1)"
+            conn,
+            "SELECT COUNT(*) FROM (SELECT command_id FROM history GROUP BY command_id, location HAVING COUNT(*) > 1)",
         )
+        two_place_changes = scalar(
+            conn,
+            "SELECT COUNT(*) FROM command_outcomes WHERE status = 'applied' AND event_type = ?",
+            (EventType.STOCK_TRANSFERRED.value,),
+        )
+        unbalanced = unbalanced_items(conn)
         rejected_with_history = scalar(
             conn,
             "SELECT COUNT(*) FROM history WHERE command_id IN "
@@ -129,7 +141,7 @@ def database_report(data_dir: Path, accepted: set[str]) -> dict[str, Any]:
     finally:
         conn.close()
     applied = int(by_status.get("applied", 0))
-    extra_history = max(0, history_rows - applied)
+    extra_history = max(0, history_rows - applied - two_place_changes)
     return {
         "oversold": oversold,
         "lost": len(accepted - known),
@@ -147,4 +159,25 @@ def database_report(data_dir: Path, accepted: set[str]) -> dict[str, Any]:
         "processed_events": processed_events,
         "dead_letters": dead_letters,
         "parked_events": parked,
+        "unbalanced": unbalanced,
     }
+
+
+UNBALANCED_SQL = (
+    # Item totals against the sum of its levels.
+    "SELECT (SELECT COUNT(*) FROM items i LEFT JOIN (SELECT item_id, SUM(quantity) AS q, SUM(reserved) AS r "
+    "FROM stock_levels GROUP BY item_id) s ON s.item_id = i.id "
+    "WHERE i.quantity != COALESCE(s.q, 0) OR i.reserved != COALESCE(s.r, 0)) "
+    # Units in transit against the open transfers.
+    "+ (SELECT COUNT(*) FROM items i LEFT JOIN (SELECT item_id, SUM(quantity) AS q FROM transfers "
+    "WHERE state = 'in_transit' GROUP BY item_id) t ON t.item_id = i.id WHERE i.in_transit != COALESCE(t.q, 0)) "
+    # Reserved units at each level against its open reservations.
+    "+ (SELECT COUNT(*) FROM stock_levels l LEFT JOIN (SELECT item_id, location, SUM(quantity) AS q "
+    "FROM reservations WHERE state = 'open' GROUP BY item_id, location) r "
+    "ON r.item_id = l.item_id AND r.location = l.location WHERE l.reserved != COALESCE(r.q, 0))"
+)
+
+
+def unbalanced_items(conn: sqlite3.Connection) -> int:
+    """Items and levels whose kept figures disagree with the records they sum up."""
+    return scalar(conn, UNBALANCED_SQL)

@@ -565,12 +565,14 @@ class Harness:
             and report["oversold"] == 0
             and report["lost"] == 0
             and report["applied_twice"] == 0
+            and report["unbalanced"] == 0
             and report["unaccounted_messages"] in (0, None)
         )
         if not report["ok"]:
             self.failed = True
         log(
             f"  oversold {report['oversold']}, lost {report['lost']}, applied twice {report['applied_twice']}, "
+            f"unbalanced {report['unbalanced']}, "
             f"messages {messages} / outcomes {report['outcomes']}"
         )
         return report

@@ -128,7 +128,7 @@ def test_the_pages_and_the_api_explorer_run_under_the_content_security_policy(
     # Accepted, the form is cleared (static/app.js, instead of an hx-on handler).
     expect(form.get_by_label("SKU")).to_have_value("")
 
-    for path in (f"/items/{item['id']}", "/events", "/wall?location=MAIN"):
+    for path in (f"/items/{item['id']}", "/transfers", "/reservations", "/events", "/wall?location=MAIN"):
         goto_live(manager, path)
     manager.goto(f"{stack.command.url}/schema/swagger")
     expect(manager.locator(".opblock").first).to_be_visible()

@@ -24,7 +24,7 @@ from app.commands.outcomes import CommandStatus
 from app.commands.schemas import CommandAccepted
 from app.commands.service import REQUEST_ID_REPLAY_SECONDS, CommandService, Submission, request_fingerprint
 from app.domain.catalogue import (
-    COMMANDS,
+    PUBLIC_COMMANDS,
     CommandRequest,
     CommandSpec,
     FieldError,
@@ -210,7 +210,7 @@ def _bodiless_item_route(spec: CommandSpec) -> HTTPRouteHandler:
 def command_routes() -> list[HTTPRouteHandler]:
     """One JSON route per command of the catalogue."""
     routes = []
-    for spec in COMMANDS:
+    for spec in PUBLIC_COMMANDS:
         if spec.creates_item:
             routes.append(_new_item_route(spec))
         elif spec.body is None:

@@ -34,6 +34,9 @@ _encode = msgspec.json.Encoder().encode
 NOT_FOUND_REASONS = frozenset({UnknownItem.reason})
 
 
+RECORD_HEADERS = {"reservation_id": "X-Reservation-ID", "transfer_id": "X-Transfer-ID"}
+
+
 @dataclass(frozen=True)
 class Reply:
     status: int
@@ -52,6 +55,10 @@ def reply_for(result: CommandResult, wait_seconds: float) -> Reply:
     if isinstance(result, AnsweredBefore):
         return Reply(result.status, result.headers, result.body)
     headers = {"Location": status_url(result.command_id), "X-Command-ID": result.command_id}
+    if result.record is not None:
+        # The reservation or transfer the command makes or names, whatever the answer's body.
+        key, record_id = result.record
+        headers[RECORD_HEADERS[key]] = record_id
     if wait_seconds > 0:
         headers["Preference-Applied"] = f"wait={_seconds(wait_seconds)}"
     match result:
@@ -62,6 +69,8 @@ def reply_for(result: CommandResult, wait_seconds: float) -> Reply:
                 "status": "pending",
                 "status_url": result.status_url,
             }
+            if result.record is not None:
+                accepted[result.record[0]] = result.record[1]
             return Reply(202, headers, _encode(accepted))
         case CommandApplied(item=item) if item is not None:
             if result.event_type == EventType.ITEM_CREATED.value:

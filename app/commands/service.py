@@ -29,7 +29,7 @@ from app.clock import utc_now
 from app.commands.errors import IdempotencyKeyReused, Overloaded, SkuTaken, UnknownItem
 from app.commands.outcomes import Outcome, OutcomeWaiter
 from app.commands.store import AcceptedCommand, CommandLookup, CommandStore, IdempotencyKeyTaken
-from app.domain.catalogue import BY_EVENT_TYPE, CommandRequest, Places
+from app.domain.catalogue import BY_EVENT_TYPE, CommandRequest, Places, decode_event
 from app.domain.events import Event, EventType, encode_event
 from app.domain.records import ItemView
 from app.eventlog.base import EventLog, LogUnavailable, Message
@@ -65,12 +65,17 @@ class Submission:
 # --- what submitting a command ends in ----------------------------------------------------
 
 
+# The transfer or reservation a command makes or names: ("reservation_id", its id).
+RecordName = tuple[str, str] | None
+
+
 @dataclass(frozen=True)
 class Accepted:
     """Durably in the log; its outcome is not known yet (follow ``status_url``)."""
 
     command_id: str
     item_id: str
+    record: RecordName = None
 
     @property
     def status_url(self) -> str:
@@ -87,6 +92,7 @@ class CommandApplied:
     item: ItemView | None
     version: int | None
     processed_at: str | None
+    record: RecordName = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,7 @@ class CommandRejected:
     item_id: str
     reason: str
     message: str
+    record: RecordName = None
 
 
 @dataclass(frozen=True)
@@ -319,8 +326,8 @@ class CommandService:
         if submission.wait_seconds > 0:
             outcome = await self._waiter.wait(accepted.command_id, min(submission.wait_seconds, MAX_WAIT_SECONDS))
             if outcome is not None:
-                return _decided(outcome)
-        return Accepted(accepted.command_id, accepted.item_id)
+                return _decided(outcome, record_named(accepted.event))
+        return Accepted(accepted.command_id, accepted.item_id, record_named(accepted.event))
 
 
 class _EventId(msgspec.Struct):
@@ -341,7 +348,23 @@ def _created_sku(command: CommandRequest) -> str | None:
     return sku if isinstance(sku, str) else None
 
 
-def _decided(view: Outcome) -> CommandApplied | CommandRejected:
+class _EventType(msgspec.Struct):
+    event_type: str
+
+
+_read_event_type = msgspec.json.Decoder(_EventType).decode
+_WITH_RECORDS = {spec.event_type.value: spec for spec in BY_EVENT_TYPE.values() if spec.record is not None}
+
+
+def record_named(event: bytes) -> RecordName:
+    """The transfer or reservation the command makes or names, as the 202 tells the client."""
+    spec = _WITH_RECORDS.get(_read_event_type(event).event_type)
+    if spec is None or spec.record is None:
+        return None
+    return (spec.record.key, spec.record.id_of(decode_event(event)))
+
+
+def _decided(view: Outcome, record: RecordName = None) -> CommandApplied | CommandRejected:
     outcome = view.outcome
     if outcome.status == "applied":
         return CommandApplied(
@@ -351,8 +374,13 @@ def _decided(view: Outcome) -> CommandApplied | CommandRejected:
             item=view.item,
             version=outcome.version,
             processed_at=outcome.processed_at,
+            record=record,
         )
     reason = outcome.reason or "invalid"
     return CommandRejected(
-        command_id=outcome.command_id, item_id=outcome.item_id, reason=reason, message=outcome.message or reason
+        command_id=outcome.command_id,
+        item_id=outcome.item_id,
+        reason=reason,
+        message=outcome.message or reason,
+        record=record,
     )

@@ -47,6 +47,14 @@ class EventType(StrEnum):
     STOCK_ADJUSTED = "inventory.stock.adjusted"
     STOCK_RESERVED = "inventory.stock.reserved"
     STOCK_RELEASED = "inventory.stock.released"
+    STOCK_COUNTED = "inventory.stock.counted"
+    STOCK_TRANSFERRED = "inventory.stock.transferred"
+    TRANSFER_SHIPPED = "inventory.stock.transfer_shipped"
+    TRANSFER_RECEIVED = "inventory.stock.transfer_received"
+    TRANSFER_CANCELLED = "inventory.stock.transfer_cancelled"
+    RESERVATION_COMMITTED = "inventory.stock.reservation_committed"
+    RESERVATION_CANCELLED = "inventory.stock.reservation_cancelled"
+    RESERVATION_EXPIRED = "inventory.stock.reservation_expired"
 
     @property
     def topic(self) -> str:
@@ -55,6 +63,9 @@ class EventType(StrEnum):
 
 Threshold = Annotated[int, msgspec.Meta(ge=0, le=MAX_COMMAND_QUANTITY)]
 Reason = Annotated[str, msgspec.Meta(max_length=REASON_MAX)]
+Note = Annotated[str, msgspec.Meta(max_length=REASON_MAX)]
+# A moment in the one format of the data (app/domain/rules.py moment_text): compares as text.
+Moment = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")]
 
 
 class Envelope(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

@@ -27,6 +27,46 @@ class Reason(StrEnum):
     DUPLICATE_SKU = "duplicate_sku"
     UNKNOWN_ITEM = "unknown_item"
     INVALID = "invalid"
+    # A store's day (transfers, counts, reservations): app/domain/transfers.py, reservations.py.
+    SAME_LOCATION = "same_location"
+    COUNT_BELOW_RESERVED = "count_below_reserved"
+    UNKNOWN_TRANSFER = "unknown_transfer"
+    TRANSFER_CLOSED = "transfer_closed"
+    OVER_RECEIPT = "over_receipt"
+    UNKNOWN_RESERVATION = "unknown_reservation"
+    RESERVATION_CLOSED = "reservation_closed"
+    RESERVATION_EXPIRED = "reservation_expired"
+    NOT_DUE = "not_due"
+
+
+class AdjustmentReason(StrEnum):
+    """Why on-hand stock changed: a closed list that loss-prevention reads (docs/decisions.md).
+
+    ``count`` and ``transit_loss`` are recorded by the listener (a count, a short receipt); people
+    choose among the others.
+    """
+
+    RECEIVED = "received"
+    SOLD = "sold"
+    RETURNED = "returned"
+    DAMAGED = "damaged"
+    LOST = "lost"
+    THEFT = "theft"
+    CORRECTION = "correction"
+    COUNT = "count"
+    TRANSIT_LOSS = "transit_loss"
+
+
+# What a person may give an adjustment, and which way each one moves stock (None: either way).
+CHOSEN_REASONS: dict[AdjustmentReason, int | None] = {
+    AdjustmentReason.RECEIVED: 1,
+    AdjustmentReason.SOLD: -1,
+    AdjustmentReason.RETURNED: 1,
+    AdjustmentReason.DAMAGED: -1,
+    AdjustmentReason.LOST: -1,
+    AdjustmentReason.THEFT: -1,
+    AdjustmentReason.CORRECTION: None,
+}
 
 
 @dataclass(frozen=True)
@@ -45,13 +85,80 @@ class StockLevel:
         return 0 <= self.reserved <= self.quantity <= MAX_LEVEL_QUANTITY
 
 
+class TransferState(StrEnum):
+    IN_TRANSIT = "in_transit"
+    RECEIVED = "received"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Units of one item on their way from one location to another.
+
+    A one-step transfer is born received; a shipped one is in transit until it is received
+    (perhaps short: the shortfall is a ``transit_loss``) or cancelled (the units go back).
+    """
+
+    id: str
+    item_id: str
+    from_location: str
+    to_location: str
+    quantity: int
+    state: TransferState
+    shipped_at: str
+    received: int = 0
+    closed_at: str | None = None
+    note: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.state is TransferState.IN_TRANSIT
+
+
+class ReservationState(StrEnum):
+    OPEN = "open"
+    COMMITTED = "committed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    # Given back by an anonymous release (app/domain/reservations.py).
+    RELEASED = "released"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Units held at one location for an order or a customer, until committed (sold), cancelled,
+    released or expired. ``quantity`` is what it holds now; ``reserved`` what it held at first."""
+
+    id: str
+    item_id: str
+    location: str
+    quantity: int
+    reserved: int
+    state: ReservationState
+    created_at: str
+    reference: str | None = None
+    expires_at: str | None = None
+    closed_at: str | None = None
+    # The order it was stored in (None: made by this batch, so newer than any stored one).
+    seq: int | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.state is ReservationState.OPEN
+
+    @property
+    def anonymous(self) -> bool:
+        """Made by a plain reserve: a plain release may give its units back."""
+        return self.reference is None and self.expires_at is None
+
+
 @dataclass(frozen=True)
 class Item:
-    """An item, its chain totals and the levels a command needs.
+    """An item, its chain totals and the parts of it a command needs.
 
-    ``levels`` holds only the levels that were loaded (the ones a command touches), never
-    necessarily all of them: the totals are kept on the item itself and moved by each change, so
-    a reserve at one store costs the same at 5 stores and at 500.
+    ``levels``, ``transfers`` and ``reservations`` hold only what was loaded (what a command
+    touches), never necessarily all of it: the totals are kept on the item itself and moved by
+    each change, so a reserve at one store costs the same at 5 stores and at 500.
     """
 
     id: str
@@ -69,6 +176,10 @@ class Item:
     # item built with all of its levels, as tests and a fresh create do.
     quantity: int = None  # type: ignore[assignment]
     reserved: int = None  # type: ignore[assignment]
+    # Units shipped and not yet received or cancelled, over every open transfer.
+    in_transit: int = 0
+    transfers: dict[str, Transfer] = field(default_factory=dict)
+    reservations: dict[str, Reservation] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.quantity is None:
@@ -95,13 +206,31 @@ class Rejected:
 
 
 @dataclass(frozen=True)
-class Applied:
-    """The item after the change, and what moved at which location (for the audit trail)."""
+class Movement:
+    """What one change moved at one location: one line of the item's history."""
 
-    item: Item
-    location: str | None = None
+    location: str
     quantity_delta: int = 0
     reserved_delta: int = 0
+    # Adjustments, counts and short receipts: why on-hand stock moved.
+    reason: AdjustmentReason | None = None
+    # The transfer or reservation the change belongs to.
+    reference: str | None = None
+    # Counts: what was on hand before the count; receipts: what was shipped.
+    expected: int | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The item after the change, what moved where (for the audit trail), and the transfers and
+    reservations it made or changed. ``changed`` is False for an idempotent repeat."""
+
+    item: Item
+    movements: tuple[Movement, ...] = ()
+    transfers: tuple[Transfer, ...] = ()
+    reservations: tuple[Reservation, ...] = ()
+    changed: bool = True
 
 
 Decision = Applied | Rejected
@@ -156,7 +285,7 @@ def create_item(
         levels={location: level},
         low_stock_threshold=low_stock_threshold,
     )
-    return Applied(item=item, location=location, quantity_delta=quantity)
+    return Applied(item=item, movements=(Movement(location, quantity_delta=quantity),))
 
 
 def update_item(
@@ -189,22 +318,56 @@ def delete_item(item: Item | None, *, expected_version: int | None, now: str) ->
     return Applied(item=replace(live, deleted_at=now, version=live.version + 1, updated_at=now))
 
 
-def _with_level(item: Item, level: StockLevel, now: str) -> Item:
-    """The item with one level replaced: its totals move by what the level moved."""
-    before = item.level(level.location)
-    levels = dict(item.levels)
-    levels[level.location] = level
+def with_level(item: Item, level: StockLevel, now: str, *, in_transit_delta: int = 0) -> Item:
+    """The item with one level replaced: its totals move by what the level moved. Every change
+    bumps the item's version once, however many levels it replaces (see ``with_levels``)."""
+    return with_levels(item, (level,), now, in_transit_delta=in_transit_delta)
+
+
+def with_levels(item: Item, levels: tuple[StockLevel, ...], now: str, *, in_transit_delta: int = 0) -> Item:
+    merged = dict(item.levels)
+    quantity, reserved = item.quantity, item.reserved
+    for level in levels:
+        before = item.level(level.location)
+        merged[level.location] = level
+        quantity += level.quantity - before.quantity
+        reserved += level.reserved - before.reserved
     return replace(
         item,
-        levels=levels,
-        quantity=item.quantity + level.quantity - before.quantity,
-        reserved=item.reserved + level.reserved - before.reserved,
+        levels=merged,
+        quantity=quantity,
+        reserved=reserved,
+        in_transit=item.in_transit + in_transit_delta,
         version=item.version + 1,
         updated_at=now,
     )
 
 
-def adjust_stock(item: Item | None, *, location: str, delta: int, expected_version: int | None, now: str) -> Decision:
+def moved(level: StockLevel, now: str, *, quantity: int = 0, reserved: int = 0) -> StockLevel:
+    """The level after a change of ``quantity`` on hand and ``reserved`` held."""
+    return replace(
+        level,
+        quantity=level.quantity + quantity,
+        reserved=level.reserved + reserved,
+        version=level.version + 1,
+        updated_at=now,
+    )
+
+
+def live_item(item: Item | None, expected_version: int | None) -> Item | Rejected:
+    return _changeable(item, expected_version)
+
+
+def adjust_stock(
+    item: Item | None,
+    *,
+    location: str,
+    delta: int,
+    expected_version: int | None,
+    now: str,
+    reason: AdjustmentReason = AdjustmentReason.CORRECTION,
+    note: str | None = None,
+) -> Decision:
     live = _changeable(item, expected_version)
     if isinstance(live, Rejected):
         return live
@@ -219,41 +382,32 @@ def adjust_stock(item: Item | None, *, location: str, delta: int, expected_versi
         )
     if new_quantity > MAX_LEVEL_QUANTITY:
         return Rejected(Reason.INVALID, "resulting quantity exceeds the maximum level")
-    new_level = replace(level, quantity=new_quantity, version=level.version + 1, updated_at=now)
-    return Applied(item=_with_level(live, new_level, now), location=location, quantity_delta=delta)
+    movement = Movement(location, quantity_delta=delta, reason=reason, note=note)
+    return Applied(item=with_level(live, moved(level, now, quantity=delta), now), movements=(movement,))
 
 
-def reserve_stock(
-    item: Item | None, *, location: str, quantity: int, expected_version: int | None, now: str
+def count_stock(
+    item: Item | None, *, location: str, counted: int, expected_version: int | None, now: str, note: str | None = None
 ) -> Decision:
+    """A shelf count replaces the figure; the difference is an adjustment with reason ``count``."""
     live = _changeable(item, expected_version)
     if isinstance(live, Rejected):
         return live
-    if not 1 <= quantity <= MAX_COMMAND_QUANTITY:
-        return Rejected(Reason.INVALID, "quantity out of range")
+    if not 0 <= counted <= MAX_LEVEL_QUANTITY:
+        return Rejected(Reason.INVALID, "counted quantity out of range")
     level = live.level(location)
-    if quantity > level.available:
+    if counted < level.reserved:
         return Rejected(
-            Reason.INSUFFICIENT_STOCK,
-            f"cannot reserve {quantity} at {location}: {level.available} available",
+            Reason.COUNT_BELOW_RESERVED,
+            f"counted {counted} at {location} but {level.reserved} are reserved there: the reservations could not "
+            "be honoured. Cancel or release reservations first, or recount.",
         )
-    new_level = replace(level, reserved=level.reserved + quantity, version=level.version + 1, updated_at=now)
-    return Applied(item=_with_level(live, new_level, now), location=location, reserved_delta=quantity)
-
-
-def release_stock(
-    item: Item | None, *, location: str, quantity: int, expected_version: int | None, now: str
-) -> Decision:
-    live = _changeable(item, expected_version)
-    if isinstance(live, Rejected):
-        return live
-    if not 1 <= quantity <= MAX_COMMAND_QUANTITY:
-        return Rejected(Reason.INVALID, "quantity out of range")
-    level = live.level(location)
-    if quantity > level.reserved:
-        return Rejected(
-            Reason.OVER_RELEASE,
-            f"cannot release {quantity} at {location}: only {level.reserved} reserved",
-        )
-    new_level = replace(level, reserved=level.reserved - quantity, version=level.version + 1, updated_at=now)
-    return Applied(item=_with_level(live, new_level, now), location=location, reserved_delta=-quantity)
+    movement = Movement(
+        location,
+        quantity_delta=counted - level.quantity,
+        reason=AdjustmentReason.COUNT,
+        expected=level.quantity,
+        note=note,
+    )
+    new_level = replace(level, quantity=counted, version=level.version + 1, updated_at=now)
+    return Applied(item=with_level(live, new_level, now), movements=(movement,))

@@ -37,9 +37,11 @@ class ItemSummary(msgspec.Struct, frozen=True):
     created_at: str
     updated_at: str
     low_stock_threshold: int | None
+    # Shipped and not yet received or cancelled (0 in records written before transfers existed).
+    in_transit: int = 0
 
 
-class ItemView(ItemSummary, frozen=True):
+class ItemView(ItemSummary, frozen=True, kw_only=True):
     """An item with levels: every level (an item page, a full read), the levels asked for
     (``location=``), or the one a store sees with its totals narrowed to it (``at_location``)."""
 
@@ -57,6 +59,36 @@ class StockView(msgspec.Struct, frozen=True):
     version: int
     updated_at: str
     locations: list[LevelView]
+
+
+class TransferView(msgspec.Struct, frozen=True):
+    """A transfer as lists and pages show it."""
+
+    id: str
+    item_id: str
+    from_location: str
+    to_location: str
+    quantity: int
+    received: int
+    state: str
+    shipped_at: str
+    closed_at: str | None
+    note: str | None
+
+
+class ReservationView(msgspec.Struct, frozen=True):
+    """A reservation as lists and pages show it: ``quantity`` is what it holds now."""
+
+    id: str
+    item_id: str
+    location: str
+    quantity: int
+    reserved: int
+    state: str
+    reference: str | None
+    expires_at: str | None
+    created_at: str
+    closed_at: str | None
 
 
 # --- change records ---------------------------------------------------------------------------
@@ -80,10 +112,18 @@ class ItemChange(msgspec.Struct, frozen=True, tag="item", tag_field="kind", omit
     item: ItemSummary | None
     levels: list[LevelView]
     seq: int = 0
+    # The transfers and reservations the batch made or changed (never the others).
+    transfers: list[TransferView] = []
+    reservations: list[ReservationView] = []
 
     def with_levels(self, locations: frozenset[str]) -> ItemChange:
         """The same change as a subscriber to these locations sees it."""
-        return msgspec.structs.replace(self, levels=[lv for lv in self.levels if lv.location in locations])
+        return msgspec.structs.replace(
+            self,
+            levels=[lv for lv in self.levels if lv.location in locations],
+            transfers=[t for t in self.transfers if t.from_location in locations or t.to_location in locations],
+            reservations=[r for r in self.reservations if r.location in locations],
+        )
 
 
 class OutcomeChange(msgspec.Struct, frozen=True, tag="outcome", tag_field="kind", omit_defaults=True):
@@ -143,6 +183,11 @@ class HistoryEntry(msgspec.Struct, frozen=True):
     note: str | None
     occurred_at: str
     applied_at: str
+    # Why on-hand stock moved (adjustments, counts, short receipts), the transfer or reservation
+    # the change belongs to, and what was expected (a count: on hand before; a receipt: shipped).
+    reason: str | None = None
+    reference: str | None = None
+    expected: int | None = None
 
 
 # --- codecs, built once -----------------------------------------------------------------------

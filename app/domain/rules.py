@@ -8,6 +8,7 @@ document, the pages and the templates (through the rendering environment).
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from enum import StrEnum
 
 SKU_REGEX = r"^[A-Za-z0-9._-]{1,64}$"
@@ -48,3 +49,9 @@ def stock_state(available: int, threshold: int | None, default_threshold: int) -
         return StockState.OUT
     limit = default_threshold if threshold is None else threshold
     return StockState.LOW if available <= limit else StockState.OK
+
+
+def moment_text(moment: datetime) -> str:
+    """The one time format of the API and the data (RFC 3339, UTC, milliseconds): moments in it
+    compare correctly as text."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import msgspec
 
-from app.domain.model import Item, StockLevel
-from app.domain.records import ItemSummary, ItemView, LevelView, StockView
+from app.domain.model import Item, Reservation, StockLevel, Transfer
+from app.domain.records import ItemSummary, ItemView, LevelView, ReservationView, StockView, TransferView
 
 
 def level_view(level: StockLevel) -> LevelView:
@@ -34,6 +34,37 @@ def summary_view(item: Item) -> ItemSummary:
         created_at=item.created_at,
         updated_at=item.updated_at,
         low_stock_threshold=item.low_stock_threshold,
+        in_transit=item.in_transit,
+    )
+
+
+def transfer_view(transfer: Transfer) -> TransferView:
+    return TransferView(
+        id=transfer.id,
+        item_id=transfer.item_id,
+        from_location=transfer.from_location,
+        to_location=transfer.to_location,
+        quantity=transfer.quantity,
+        received=transfer.received,
+        state=transfer.state.value,
+        shipped_at=transfer.shipped_at,
+        closed_at=transfer.closed_at,
+        note=transfer.note,
+    )
+
+
+def reservation_view(reservation: Reservation) -> ReservationView:
+    return ReservationView(
+        id=reservation.id,
+        item_id=reservation.item_id,
+        location=reservation.location,
+        quantity=reservation.quantity,
+        reserved=reservation.reserved,
+        state=reservation.state.value,
+        reference=reservation.reference,
+        expires_at=reservation.expires_at,
+        created_at=reservation.created_at,
+        closed_at=reservation.closed_at,
     )
 
 

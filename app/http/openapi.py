@@ -9,12 +9,15 @@ always accepted and a client generated from the document never sends what we ref
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from litestar import Litestar
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, Parameter, Reference, Schema
 
-from app.domain.catalogue import COMMANDS, Places, body_types
+from app.domain.catalogue import PUBLIC_COMMANDS, Places, body_types
+from app.domain.model import ReservationState, TransferState
+from app.domain.reservations import REFERENCE_MAX
 from app.domain.rules import SKU_REGEX, UUID_REGEX
 from app.reader import SORTS
 from app.settings import Settings
@@ -30,10 +33,28 @@ def _body_rules(settings: Settings) -> dict[str, dict[str, dict[str, Any]]]:
     """Each command body's field rules, as the catalogue declares them."""
     places = Places(settings.locations, settings.default_location)
     rules: dict[str, dict[str, dict[str, Any]]] = {}
-    for spec in COMMANDS:
+    for spec in PUBLIC_COMMANDS:
         if spec.body is not None:
             rules[spec.body.__name__] = {name: _keywords(rule.schema(places)) for name, rule in spec.fields.items()}
     return rules
+
+
+# JSON Schema keywords whose attribute on Litestar's Schema has another name.
+_ATTRIBUTES = {"if": "schema_if", "not": "schema_not", "allOf": "all_of", "oneOf": "one_of"}
+
+
+def _schema(fragment: Mapping[str, Any]) -> Schema:
+    """A JSON Schema fragment of the catalogue (plain data: the domain knows no Litestar) as a Schema."""
+    values: dict[str, Any] = {}
+    for key, value in fragment.items():
+        if key == "properties":
+            value = {name: _schema(sub) for name, sub in value.items()}
+        elif key in ("if", "then", "not"):
+            value = _schema(value)
+        elif key in ("allOf", "oneOf"):
+            value = [_schema(sub) for sub in value]
+        values[_ATTRIBUTES.get(key, key)] = value
+    return Schema(**values)
 
 
 def _keywords(rule: dict[str, Any]) -> dict[str, Any]:
@@ -51,6 +72,7 @@ def _parameter_rules(settings: Settings) -> dict[str, dict[str, Any]]:
         "If-Match": {"pattern": IF_MATCH},
         "Idempotency-Key": {"pattern": r"^[\x21-\x7e]{1,255}$"},
         "q": {"max_length": 100},
+        "reference": {"max_length": REFERENCE_MAX},
         "location": {"enum": list(settings.locations)},
         "sort": {"enum": list(SORTS)},
     }
@@ -79,6 +101,9 @@ def document_rules(app: Litestar, settings: Settings, closed_bodies: tuple[type,
             continue
         for field, rule in fields.items():
             _constrain(schema.properties.get(field), rule)
+    for spec in PUBLIC_COMMANDS:
+        if spec.body is not None and spec.cross_rules and (schema := schemas.get(spec.body.__name__)) is not None:
+            schema.all_of = [_schema(rule) for rule in spec.cross_rules]
     for struct in (*body_types(), *closed_bodies):
         if (schema := schemas.get(struct.__name__)) is not None:
             schema.additional_properties = False
@@ -97,6 +122,9 @@ def document_rules(app: Litestar, settings: Settings, closed_bodies: tuple[type,
                     continue
                 _not_null(parameter)  # an absent header or query parameter is absent, never "null"
                 parameter_rule = parameter_rules.get(parameter.name)
+                if parameter.name == "state":
+                    states = TransferState if path.endswith("/transfers") else ReservationState
+                    parameter_rule = {"enum": [state.value for state in states]}
                 if path.endswith("/stream") and parameter.name == "location":
                     # The stream takes a comma-separated list of codes (app/queries/stream.py).
                     codes = "|".join(re.escape(code) for code in settings.locations)

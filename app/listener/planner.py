@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 from app.domain.catalogue import BY_EVENT_TYPE, DecisionContext
 from app.domain.events import Event, EventType
-from app.domain.model import Applied, Decision, Item, Reason, Rejected, StockLevel
-from app.domain.records import ItemChange, OutcomeChange
-from app.domain.views import level_view, summary_view
+from app.domain.model import Applied, Decision, Item, Movement, Reason, Rejected, Reservation, StockLevel, Transfer
+from app.domain.records import ItemChange, OutcomeChange, ReservationView, TransferView
+from app.domain.views import level_view, reservation_view, summary_view, transfer_view
 from app.eventlog.base import TopicPartition
 
 
@@ -50,6 +50,9 @@ class HistoryRow:
     event_id: str
     note: str | None
     occurred_at: str
+    reason: str | None = None
+    reference: str | None = None
+    expected: int | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class Plan:
     new_items: dict[str, Item] = field(default_factory=dict)
     changed_items: dict[str, tuple[Item, int]] = field(default_factory=dict)  # item, version it had
     levels: dict[tuple[str, str], tuple[StockLevel, int | None]] = field(default_factory=dict)  # level, base
+    transfers: dict[str, Transfer] = field(default_factory=dict)
+    reservations: dict[str, Reservation] = field(default_factory=dict)
     history: list[HistoryRow] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     processed: list[str] = field(default_factory=list)
@@ -104,6 +109,12 @@ class Plan:
         changed: dict[str, list[StockLevel]] = {}
         for (item_id, _), (level, _) in sorted(self.levels.items()):
             changed.setdefault(item_id, []).append(level)
+        transfers: dict[str, list[TransferView]] = {}
+        for transfer in self.transfers.values():
+            transfers.setdefault(transfer.item_id, []).append(transfer_view(transfer))
+        reservations: dict[str, list[ReservationView]] = {}
+        for reservation in self.reservations.values():
+            reservations.setdefault(reservation.item_id, []).append(reservation_view(reservation))
         return [
             ItemChange(
                 item_id=item.id,
@@ -112,9 +123,28 @@ class Plan:
                 deleted=item.deleted,
                 item=None if item.deleted else summary_view(item),
                 levels=[] if item.deleted else [level_view(level) for level in changed.get(item.id, [])],
+                transfers=transfers.get(item.id, []),
+                reservations=reservations.get(item.id, []),
             )
             for item in self.touched_items
         ]
+
+
+def _record_location(event: Event, item: Item) -> str | None:
+    """Where a command that names a transfer or reservation was made (its event carries only the
+    default location): the reservation's store, a receipt's destination, a cancel's origin. Its
+    outcome then reaches the pages of that store."""
+    record = BY_EVENT_TYPE[event.event_type].record
+    if record is None:
+        return None
+    record_id = record.id_of(event)
+    if record.kind == "reservation":
+        reservation = item.reservations.get(record_id)
+        return reservation.location if reservation is not None else None
+    transfer = item.transfers.get(record_id)
+    if transfer is None:
+        return None
+    return transfer.to_location if event.event_type is EventType.TRANSFER_RECEIVED else transfer.from_location
 
 
 class Planner:
@@ -185,6 +215,9 @@ class Planner:
 
     def _record(self, event: Event, applied: Applied) -> None:
         item = applied.item
+        if not applied.changed:  # an idempotent repeat (the same reservation reference)
+            self._outcome(event, "applied", None, None, item.version)
+            return
         before = self._items.get(item.id)
         self._items[item.id] = item
         if before is not None and not before.deleted:
@@ -195,34 +228,57 @@ class Planner:
             self.plan.changed_items[item.id] = (item, self._loaded_versions[item.id])
         else:
             self.plan.new_items[item.id] = item
-        level = item.levels.get(applied.location) if applied.location else None
-        if level is not None:
+        for transfer in applied.transfers:
+            self.plan.transfers[transfer.id] = transfer
+        for reservation in applied.reservations:
+            self.plan.reservations[reservation.id] = reservation
+        note = BY_EVENT_TYPE[event.event_type].note(event)
+        for movement in applied.movements:
+            level = item.levels[movement.location]
             key = (item.id, level.location)
             self.plan.levels[key] = (level, self._level_bases.get(key))
-        note = BY_EVENT_TYPE[event.event_type].note(event)
+            self._history(event, item, movement.location, movement, level, note=note)
+        if not applied.movements:
+            self._history(event, item, None, Movement(""), None, note=note)
+        location = applied.movements[0].location if applied.movements else event.location
+        self._outcome(event, "applied", None, None, item.version, location=location)
+
+    def _history(
+        self,
+        event: Event,
+        item: Item,
+        location: str | None,
+        movement: Movement,
+        level: StockLevel | None,
+        *,
+        note: str | None = None,
+    ) -> None:
         self.plan.history.append(
             HistoryRow(
                 item_id=item.id,
                 event_type=event.event_type.value,
-                location=applied.location,
-                quantity_delta=applied.quantity_delta,
-                reserved_delta=applied.reserved_delta,
+                location=location,
+                quantity_delta=movement.quantity_delta,
+                reserved_delta=movement.reserved_delta,
                 quantity_after=level.quantity if level else None,
                 reserved_after=level.reserved if level else None,
                 item_version=item.version,
                 actor=event.actor,
                 command_id=event.command_id,
                 event_id=event.event_id,
-                note=note,
+                note=movement.note if movement.note is not None else note,
                 occurred_at=event.occurred_at,
+                reason=movement.reason.value if movement.reason else None,
+                reference=movement.reference,
+                expected=movement.expected,
             )
         )
-        self._outcome(event, "applied", None, None, item.version)
 
     def _reject(self, event: Event, rejected: Rejected) -> None:
         item = self._items.get(event.item_id)
         version = item.version if item is not None else None
-        self._outcome(event, "rejected", rejected.reason.value, rejected.message, version)
+        location = _record_location(event, item) if item is not None else None
+        self._outcome(event, "rejected", rejected.reason.value, rejected.message, version, location=location)
 
     def _outcome(
         self,
@@ -231,13 +287,15 @@ class Planner:
         reason: str | None,
         message: str | None,
         version: int | None,
+        *,
+        location: str | None = None,
     ) -> None:
         self.plan.outcomes.append(
             Outcome(
                 command_id=event.command_id,
                 item_id=event.item_id,
                 event_type=event.event_type.value,
-                location=event.location,
+                location=location or event.location,
                 status=status,
                 reason=reason,
                 message=message,

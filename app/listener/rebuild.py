@@ -72,23 +72,33 @@ class RebuildReport:
 
 
 ITEMS_SQL = (
-    "SELECT id, sku, name, description, version, deleted_at IS NOT NULL, low_stock_threshold, quantity, reserved "
-    "FROM items"
+    "SELECT id, sku, name, description, version, deleted_at IS NOT NULL, low_stock_threshold, quantity, reserved, "
+    "in_transit FROM items"
 )
 LEVELS_SQL = "SELECT item_id, location, quantity, reserved, version FROM stock_levels"
 OUTCOMES_SQL = "SELECT command_id, status, reason FROM command_outcomes"
+TRANSFERS_SQL = "SELECT id, item_id, from_location, to_location, quantity, state, received FROM transfers"
+RESERVATIONS_SQL = "SELECT id, item_id, location, quantity, reserved, state, reference, expires_at FROM reservations"
+TABLES = {
+    "items": ITEMS_SQL,
+    "levels": LEVELS_SQL,
+    "outcomes": OUTCOMES_SQL,
+    "transfers": TRANSFERS_SQL,
+    "reservations": RESERVATIONS_SQL,
+}
+KEY_WIDTH = {"levels": 2}
 
 
 def _snapshot(db: Path) -> dict[str, dict[tuple[object, ...], tuple[object, ...]]]:
     if not db.exists():
-        return {"items": {}, "levels": {}, "outcomes": {}}
+        return {table: {} for table in TABLES}
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return {
-            "items": {(row[0],): row[1:] for row in conn.execute(ITEMS_SQL)},
-            "levels": {(row[0], row[1]): row[2:] for row in conn.execute(LEVELS_SQL)},
-            "outcomes": {(row[0],): row[1:] for row in conn.execute(OUTCOMES_SQL)},
-        }
+        snapshot: dict[str, dict[tuple[object, ...], tuple[object, ...]]] = {}
+        for table, sql in TABLES.items():
+            width = KEY_WIDTH.get(table, 1)
+            snapshot[table] = {tuple(row[:width]): tuple(row[width:]) for row in conn.execute(sql)}
+        return snapshot
     finally:
         conn.close()
 
@@ -96,7 +106,7 @@ def _snapshot(db: Path) -> dict[str, dict[tuple[object, ...], tuple[object, ...]
 def compare(current: Path, rebuilt: Path, *, limit: int = 20) -> list[str]:
     before, after = _snapshot(current), _snapshot(rebuilt)
     differences: list[str] = []
-    for table in ("items", "levels", "outcomes"):
+    for table in TABLES:
         for key in sorted(set(before[table]) | set(after[table]), key=str):
             old, new = before[table].get(key), after[table].get(key)
             if old != new:

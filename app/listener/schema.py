@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import aiosqlite
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -21,7 +22,9 @@ CREATE TABLE IF NOT EXISTS items (
     low_stock_threshold INTEGER,
     -- Chain totals over every level, moved with each change (version 3).
     quantity INTEGER NOT NULL DEFAULT 0,
-    reserved INTEGER NOT NULL DEFAULT 0
+    reserved INTEGER NOT NULL DEFAULT 0,
+    -- Units shipped and not yet received or cancelled (version 4).
+    in_transit INTEGER NOT NULL DEFAULT 0
 );
 -- A deleted item keeps its row (history, late events) but frees its SKU.
 CREATE UNIQUE INDEX IF NOT EXISTS items_live_sku ON items (sku) WHERE deleted_at IS NULL;
@@ -58,9 +61,54 @@ CREATE TABLE IF NOT EXISTS history (
     event_id TEXT NOT NULL,
     note TEXT,
     occurred_at TEXT NOT NULL,
-    applied_at TEXT NOT NULL
+    applied_at TEXT NOT NULL,
+    -- Version 4: why on-hand stock moved (app/domain/model.py AdjustmentReason), the transfer or
+    -- reservation the change belongs to, and what was expected (count: on hand before; receipt: shipped).
+    reason TEXT,
+    reference TEXT,
+    expected INTEGER
 );
 CREATE INDEX IF NOT EXISTS history_item ON history (item_id, id);
+
+-- A store's day (version 4): transfers between locations and reservations, one row each.
+CREATE TABLE IF NOT EXISTS transfers (
+    id TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL REFERENCES items (id),
+    from_location TEXT NOT NULL,
+    to_location TEXT NOT NULL,
+    quantity INTEGER NOT NULL CHECK (quantity > 0),
+    state TEXT NOT NULL CHECK (state IN ('in_transit', 'received', 'cancelled')),
+    shipped_at TEXT NOT NULL,
+    received INTEGER NOT NULL DEFAULT 0 CHECK (received >= 0 AND received <= quantity),
+    closed_at TEXT,
+    note TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS transfers_from ON transfers (from_location, state, shipped_at);
+CREATE INDEX IF NOT EXISTS transfers_to ON transfers (to_location, state, shipped_at);
+CREATE INDEX IF NOT EXISTS transfers_item ON transfers (item_id, shipped_at);
+CREATE INDEX IF NOT EXISTS transfers_state ON transfers (state, shipped_at);
+
+CREATE TABLE IF NOT EXISTS reservations (
+    -- The order reservations were made in: a plain release gives back the newest first.
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    item_id TEXT NOT NULL REFERENCES items (id),
+    location TEXT NOT NULL,
+    quantity INTEGER NOT NULL CHECK (quantity >= 0 AND quantity <= reserved),
+    reserved INTEGER NOT NULL CHECK (reserved > 0),
+    state TEXT NOT NULL CHECK (state IN ('open', 'committed', 'cancelled', 'expired', 'released')),
+    created_at TEXT NOT NULL,
+    reference TEXT,
+    expires_at TEXT,
+    closed_at TEXT
+);
+CREATE INDEX IF NOT EXISTS reservations_anonymous ON reservations (item_id, location, seq)
+    WHERE state = 'open' AND reference IS NULL AND expires_at IS NULL;
+CREATE INDEX IF NOT EXISTS reservations_due ON reservations (expires_at)
+    WHERE state = 'open' AND expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS reservations_item ON reservations (item_id, state, seq);
+CREATE INDEX IF NOT EXISTS reservations_location ON reservations (location, state, seq);
+CREATE INDEX IF NOT EXISTS reservations_reference ON reservations (reference) WHERE reference IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS command_outcomes (
     command_id TEXT PRIMARY KEY,
@@ -193,3 +241,37 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
             "WHERE t.item_id = items.id"
         )
         await conn.execute("COMMIT")
+    async with conn.execute("PRAGMA table_info(items)") as cursor:
+        columns = {row[1] for row in await cursor.fetchall()}
+    if "in_transit" not in columns:
+        await _migrate_to_store_day(conn)
+
+
+# Reserved units from before reservation records: each level's become one plain reservation.
+CARRIED_OVER = uuid.UUID("0e8c7a52-3b1f-4d6a-9e2c-7f4b1a5d8c36")
+
+
+async def _migrate_to_store_day(conn: aiosqlite.Connection) -> None:
+    """Version 3 to 4: units in transit on the item, reasons and references in the history, and
+    the units already reserved carried over as one plain (anonymous) reservation per level, so
+    a plain release gives them back as before (docs/decisions.md)."""
+    await conn.execute("BEGIN IMMEDIATE")
+    await conn.execute("ALTER TABLE items ADD COLUMN in_transit INTEGER NOT NULL DEFAULT 0")
+    async with conn.execute("PRAGMA table_info(history)") as cursor:
+        history_columns = {row[1] for row in await cursor.fetchall()}
+    for column, kind in (("reason", "TEXT"), ("reference", "TEXT"), ("expected", "INTEGER")):
+        if column not in history_columns:
+            await conn.execute(f"ALTER TABLE history ADD COLUMN {column} {kind}")
+    async with conn.execute(
+        "SELECT item_id, location, reserved, updated_at FROM stock_levels WHERE reserved > 0 ORDER BY item_id, location"
+    ) as cursor:
+        rows = list(await cursor.fetchall())
+    await conn.executemany(
+        "INSERT OR IGNORE INTO reservations (id, item_id, location, quantity, reserved, state, created_at) "
+        "VALUES (?, ?, ?, ?, ?, 'open', ?)",
+        [
+            (str(uuid.uuid5(CARRIED_OVER, f"{item_id}:{location}")), item_id, location, reserved, reserved, updated_at)
+            for item_id, location, reserved, updated_at in rows
+        ],
+    )
+    await conn.execute("COMMIT")

@@ -23,9 +23,12 @@ from app.domain.catalogue import decode_event
 from app.domain.events import COMMAND_TOPICS, DLQ_TOPIC, REPLAY_HEADER, Event, PoisonMessage
 from app.eventlog.base import EventConsumer, EventLog, LogUnavailable, Message, Record, TopicPartition
 from app.eventlog.topics import LISTENER_GROUP
-from app.listener.planner import Planner
+from app.listener.expiry import ExpiryPublisher
+from app.listener.planner import Plan, Planner
 from app.listener.store import Conflict, DeadLetter, InventoryStore
 from app.metrics import (
+    ADJUSTED_UNITS,
+    ADJUSTMENTS,
     APPLY_SECONDS,
     CONFLICTS,
     CONSUMER_LAG,
@@ -34,6 +37,7 @@ from app.metrics import (
     EVENTS_APPLIED,
     OUTCOMES,
     PRUNED_ROWS,
+    RESERVATIONS_CLOSED,
     RETRIES,
 )
 
@@ -41,6 +45,7 @@ log = logging.getLogger(__name__)
 
 ORPHAN_CHECK_SECONDS = 0.25
 LAG_CHECK_SECONDS = 2.0
+EXPIRY_CHECK_SECONDS = 0.25
 COMMIT_SECONDS = 1.0
 
 
@@ -122,6 +127,8 @@ class Listener:
         self.status = ListenerStatus()
         self._next_orphan_check = 0.0
         self._next_lag_check = 0.0
+        self._expiries = ExpiryPublisher(event_log, store)
+        self._next_expiry_check = 0.0
 
     async def run(self) -> None:
         """Consume until cancelled, reconnecting to the log whenever it goes away."""
@@ -174,6 +181,7 @@ class Listener:
                 done = {}
                 next_commit = time.monotonic() + COMMIT_SECONDS
             await self._expire_orphans()
+            await self._publish_expiries()
             await self._prune()
             await self._report_lag(consumer)
 
@@ -296,6 +304,7 @@ class Listener:
         self.status.applied += len(fresh) - duplicates
         for outcome in plan.outcomes:
             OUTCOMES.labels(outcome.event_type, outcome.status, outcome.reason or "").inc()
+        _count_movements(plan)
 
     async def _publish_dead_letters(self, letters: list[DeadLetter]) -> None:
         await self._log.publish([dead_letter_message(d) for d in letters])
@@ -324,6 +333,22 @@ class Listener:
                 return  # the create arrived meanwhile; the next round sees it
             self._relay.notify()
 
+    # --- reservations that expire ----------------------------------------------------------
+
+    async def _publish_expiries(self) -> None:
+        now = time.monotonic()
+        if now < self._next_expiry_check:
+            return
+        self._next_expiry_check = now + EXPIRY_CHECK_SECONDS
+        try:
+            await self._expiries.publish_due()
+        except sqlite3.OperationalError as exc:
+            log.warning("expiries postponed: %r", exc)
+        except LogUnavailable as exc:
+            # Nothing was marked as published: the next round tries again.
+            self._degraded(f"expiries not published: {exc}")
+            raise
+
     # --- retention ---------------------------------------------------------------------------
 
     async def _prune(self) -> None:
@@ -346,6 +371,19 @@ class Listener:
         PRUNED_ROWS.labels("processed_events").inc(pruned.processed_events)
         if pruned.changes >= limit or pruned.processed_events >= limit:
             self._next_prune = now  # more to do: another round after the next batch
+
+
+def _count_movements(plan: Plan) -> None:
+    """Reasons and closed reservations for /metrics: what loss-prevention reads."""
+    for row in plan.history:
+        if row.reason is None:
+            continue
+        ADJUSTMENTS.labels(row.reason).inc()
+        lost = (row.expected or 0) - row.quantity_delta if row.reason == "transit_loss" else abs(row.quantity_delta)
+        ADJUSTED_UNITS.labels(row.reason).inc(lost)
+    for reservation in plan.reservations.values():
+        if not reservation.open:
+            RESERVATIONS_CLOSED.labels(reservation.state.value).inc()
 
 
 def _next_positions(records: Sequence[Record]) -> dict[TopicPartition, int]:

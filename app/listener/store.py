@@ -25,7 +25,16 @@ from app.domain.events import Event, PoisonMessage
 from app.domain.model import Item
 from app.domain.records import Change, encode_text
 from app.eventlog.base import Headers, TopicPartition
-from app.item_rows import ITEM_COLUMNS, ITEMS_BY_IDS, LEVELS_BY_IDS, LEVELS_BY_PAIRS, assemble_items
+from app.item_rows import (
+    ANONYMOUS_TO_RELEASE,
+    ITEM_COLUMNS,
+    ITEMS_BY_IDS,
+    LEVELS_BY_IDS,
+    LEVELS_BY_PAIRS,
+    RESERVATIONS_BY_IDS,
+    TRANSFERS_BY_IDS,
+    assemble_items,
+)
 from app.listener.planner import Loaded, ParkedEvent, Plan
 from app.listener.schema import open_writer
 
@@ -97,8 +106,10 @@ class InventoryStore:
         return {row[0] for row in rows}
 
     async def load(self, events: Sequence[Event]) -> Loaded:
-        """The items of a batch with just the levels its events touch (and those of the events
-        parked behind them), the owners of the SKUs it creates, and its parked events."""
+        """The items of a batch with just what its events touch (and those of the events parked
+        behind them): the levels, transfers and reservations they name, the open anonymous
+        reservations a plain release may give back, the owners of the SKUs it creates, and its
+        parked events."""
         item_ids = _ids(e.item_id for e in events)
         skus = _ids(e.data.sku for e in events if hasattr(e.data, "sku"))  # creates only
         owners = await self._all(
@@ -113,14 +124,33 @@ class InventoryStore:
         parked: dict[str, list[ParkedEvent]] = {}
         for row_id, item_id, value, deadline in parked_rows:
             parked.setdefault(item_id, []).append(ParkedEvent(row_id, decode_event(value), value, deadline))
-        touched = {
-            (e.item_id, location)
-            for e in (*events, *(p.event for waiting in parked.values() for p in waiting))
-            for location in BY_EVENT_TYPE[e.event_type].touches(e)
-        }
+        everything = [*events, *(p.event for waiting in parked.values() for p in waiting)]
+        named: dict[str, set[str]] = {"transfer": set(), "reservation": set()}
+        to_release: dict[tuple[str, str], int] = {}
+        for event in everything:
+            spec = BY_EVENT_TYPE[event.event_type]
+            if spec.record is not None:
+                named[spec.record.kind].add(spec.record.id_of(event))
+            if spec.releases_anonymous:
+                pair = (event.item_id, event.location)
+                to_release[pair] = to_release.get(pair, 0) + int(getattr(event.data, "quantity", 0))
+        transfer_rows = await self._all(TRANSFERS_BY_IDS, (_ids(named["transfer"]),)) if named["transfer"] else []
+        reservation_rows = (
+            await self._all(RESERVATIONS_BY_IDS, (_ids(named["reservation"]),)) if named["reservation"] else []
+        )
+        if to_release:
+            triples = json.dumps([[item, location, units] for (item, location), units in sorted(to_release.items())])
+            reservation_rows += await self._all(ANONYMOUS_TO_RELEASE, (triples,))
+        touched = {(e.item_id, location) for e in everything for location in BY_EVENT_TYPE[e.event_type].touches(e)}
+        # The locations of the records the batch names: a receive moves stock at its transfer's
+        # destination, a commit at its reservation's location.
+        touched |= {(row[1], row[2]) for row in transfer_rows} | {(row[1], row[3]) for row in transfer_rows}
+        touched |= {(row[1], row[2]) for row in reservation_rows}
         items = assemble_items(
             await self._all(ITEMS_BY_IDS, (item_ids,)),
             await self._all(LEVELS_BY_PAIRS, (json.dumps(sorted(touched)),)),
+            transfer_rows,
+            reservation_rows,
         )
         return Loaded(items=items, sku_owners={sku: item_id for sku, item_id in owners}, parked=parked)
 
@@ -140,6 +170,17 @@ class InventoryStore:
             except PoisonMessage:  # pragma: no cover - it was decoded once before parking
                 continue
         return expired
+
+    async def due_reservations(self, now: str, limit: int) -> list[tuple[str, str, str, str]]:
+        """(reservation id, item id, location, expires_at) of open reservations due by ``now``, of
+        live items, soonest first."""
+        rows = await self._all(
+            "SELECT r.id, r.item_id, r.location, r.expires_at FROM reservations r JOIN items i ON i.id = r.item_id "
+            "WHERE r.state = 'open' AND r.expires_at IS NOT NULL AND r.expires_at <= ? AND i.deleted_at IS NULL "
+            "ORDER BY r.expires_at LIMIT ?",
+            (now, limit),
+        )
+        return [(a, b, c, d) for a, b, c, d in rows]
 
     async def unsent_changes(self, limit: int) -> list[tuple[int, str]]:
         rows = await self._all(
@@ -226,15 +267,17 @@ class InventoryStore:
                 await self._guard_positions(expected_positions)
                 await self._write_items(plan)
                 await self._write_levels(plan)
+                await self._write_records(plan)
                 await conn.executemany(
                     "INSERT INTO history (item_id, event_type, location, quantity_delta, reserved_delta, "
                     "quantity_after, reserved_after, item_version, actor, command_id, event_id, note, "
-                    "occurred_at, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "occurred_at, applied_at, reason, reference, expected) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             h.item_id, h.event_type, h.location, h.quantity_delta, h.reserved_delta,
                             h.quantity_after, h.reserved_after, h.item_version, h.actor, h.command_id,
-                            h.event_id, h.note, h.occurred_at, now,
+                            h.event_id, h.note, h.occurred_at, now, h.reason, h.reference, h.expected,
                         )
                         for h in plan.history
                     ],
@@ -301,7 +344,7 @@ class InventoryStore:
     async def _write_items(self, plan: Plan) -> None:
         conn = self.conn
         await conn.executemany(
-            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     i.id,
@@ -315,6 +358,7 @@ class InventoryStore:
                     i.low_stock_threshold,
                     i.quantity,
                     i.reserved,
+                    i.in_transit,
                 )
                 for i in plan.new_items.values()
             ],
@@ -330,6 +374,7 @@ class InventoryStore:
                 i.low_stock_threshold,
                 i.quantity,
                 i.reserved,
+                i.in_transit,
                 i.id,
                 base,
             )
@@ -338,7 +383,7 @@ class InventoryStore:
         if updates:
             cursor = await conn.executemany(
                 "UPDATE items SET sku = ?, name = ?, description = ?, version = ?, updated_at = ?, deleted_at = ?, "
-                "low_stock_threshold = ?, quantity = ?, reserved = ? WHERE id = ? AND version = ?",
+                "low_stock_threshold = ?, quantity = ?, reserved = ?, in_transit = ? WHERE id = ? AND version = ?",
                 updates,
             )
             if cursor.rowcount != len(updates):
@@ -369,3 +414,30 @@ class InventoryStore:
             )
             if cursor.rowcount != len(updates):
                 raise Conflict("a stock level's version moved on since it was read")
+
+    async def _write_records(self, plan: Plan) -> None:
+        """Transfers and reservations the batch made or changed. They change only with their item,
+        whose version guard (``_write_items``) already stops a stale plan, and the load read every
+        record a batch names, so a plan never makes one that exists: the upsert only saves
+        telling a new record from a changed one."""
+        conn = self.conn
+        await conn.executemany(
+            "INSERT INTO transfers (id, item_id, from_location, to_location, quantity, state, shipped_at, received, "
+            "closed_at, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "state = excluded.state, received = excluded.received, closed_at = excluded.closed_at",
+            [
+                (t.id, t.item_id, t.from_location, t.to_location, t.quantity, t.state.value, t.shipped_at, t.received,
+                 t.closed_at, t.note)
+                for t in plan.transfers.values()
+            ],
+        )  # fmt: skip
+        await conn.executemany(
+            "INSERT INTO reservations (id, item_id, location, quantity, reserved, state, created_at, reference, "
+            "expires_at, closed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "quantity = excluded.quantity, state = excluded.state, closed_at = excluded.closed_at",
+            [
+                (r.id, r.item_id, r.location, r.quantity, r.reserved, r.state.value, r.created_at, r.reference,
+                 r.expires_at, r.closed_at)
+                for r in plan.reservations.values()
+            ],
+        )  # fmt: skip

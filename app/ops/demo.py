@@ -1,4 +1,5 @@
-"""Realistic demo data: a catalogue of items stocked across the stores, some of them low.
+"""Realistic demo data: a catalogue of items stocked across the stores, some of them low, some
+deliveries on their way from the warehouse and some orders holding stock for a while.
 
 Published as ordinary command events, so the listener applies them like any other command
 (with the actor "demo").
@@ -9,10 +10,15 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from app.clock import utc_now
 from app.domain.catalogue import ItemCreatedData, StockAdjustedData
+from app.domain.catalogue.stock import StockReservedData
+from app.domain.catalogue.transfers import StockTransferData
 from app.domain.events import Event, EventType, encode_event
+from app.domain.model import AdjustmentReason
+from app.domain.rules import moment_text
 from app.eventlog.base import EventLog, Message
 from app.eventlog.topics import TOPICS
 
@@ -85,7 +91,20 @@ def plan_demo(locations: tuple[str, ...], *, items: int = 2000, seed: int = 7) -
             roll = rng.random()
             quantity = 0 if roll < 0.025 else rng.randint(1, 4) if roll < 0.15 else rng.randint(6, 60)
             if quantity:
-                events.append(_event(EventType.STOCK_ADJUSTED, item_id, store, StockAdjustedData(quantity, "delivery")))
+                delivery = StockAdjustedData(quantity, AdjustmentReason.RECEIVED.value)
+                events.append(_event(EventType.STOCK_ADJUSTED, item_id, store, delivery))
+            if quantity >= 6 and rng.random() < 0.05:
+                # An online order collected in this store, held for two hours.
+                expires = moment_text(datetime.now(UTC) + timedelta(hours=2))
+                order = StockReservedData(
+                    rng.randint(1, 2), reference=f"ORDER-{rng.randint(10000, 99999)}", expires_at=expires
+                )
+                events.append(_event(EventType.STOCK_RESERVED, item_id, store, order))
+        if stores and rng.random() < 0.05:
+            shipment = StockTransferData(
+                quantity=rng.randint(5, 15), from_location=warehouse, to_location=rng.choice(stores)
+            )
+            events.append(_event(EventType.TRANSFER_SHIPPED, item_id, warehouse, shipment))
     return DemoPlan(items=items, locations=locations, events=events)
 
 

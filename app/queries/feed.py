@@ -39,7 +39,6 @@ CHAIN = "chain"
 PING_SECONDS = 15.0
 PING = b"0 0 ping\n"
 GAP_PAGE = 1000
-NO_LEVELS: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -69,11 +68,14 @@ class Subscription:
                 return change
             return None
         if self.locations is None:
-            return change.with_levels(NO_LEVELS) if change.levels else change
+            # The chain: totals, and the transfers and reservations the change made or closed.
+            return msgspec.structs.replace(change, levels=[]) if change.levels else change
         if not change.levels:
             return change
         narrowed = change.with_levels(self.locations)
-        return narrowed if narrowed.levels else None
+        # A store sees a change at its levels, and one to a transfer to or from it or a
+        # reservation there (a receipt seen from the store that shipped).
+        return narrowed if narrowed.levels or narrowed.transfers or narrowed.reservations else None
 
     def payload(self, change: Change, raw: bytes) -> bytes | None:
         """The JSON this subscription is sent for a change published as ``raw`` (None: nothing)."""

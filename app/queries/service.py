@@ -11,12 +11,22 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import msgspec
 
 from app.cache.base import CachedItem, CacheUnavailable, ItemCache, ItemEntry, entry_for
-from app.domain.records import Change, HistoryEntry, ItemView, LevelView, StockView, decode_change
+from app.domain.records import (
+    Change,
+    HistoryEntry,
+    ItemView,
+    LevelView,
+    ReservationView,
+    StockView,
+    TransferView,
+    decode_change,
+)
 from app.domain.views import item_view, stock_view, summary_view, with_levels
 from app.jsontext import change_record
 from app.metrics import CACHE_LOOKUPS, track_size
@@ -31,6 +41,21 @@ class ItemNotFound(LookupError):
     pass
 
 
+Row = TypeVar("Row")
+# The open reservations and transfers an item page lists.
+OPEN_ROWS = 50
+
+
+@dataclass(frozen=True)
+class RecordPage(Generic[Row]):
+    """A page of transfers or reservations, newest first."""
+
+    rows: list[Row]
+    total: int
+    page: int
+    page_size: int
+
+
 @dataclass(frozen=True)
 class ItemDetail:
     """What the item page shows: the item (as it was, when deleted) with one page of its levels,
@@ -40,6 +65,9 @@ class ItemDetail:
     deleted: bool
     history: list[HistoryEntry]
     levels: LevelPage
+    # Open ones only: what is held and what is on its way.
+    reservations: list[ReservationView] = field(default_factory=list)
+    transfers: list[TransferView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -178,7 +206,32 @@ class QueryService:
             view, deleted = with_levels(summary_view(stored), levels), stored.deleted
         history = await self._reader.history(item_id, limit=history_rows, before=None)
         page = LevelPage(levels, total, levels_page, levels_page_size)
-        return ItemDetail(view, deleted, history, page)
+        reservations, _ = await self._reader.reservations(item_id=item_id, state="open", page_size=OPEN_ROWS)
+        transfers, _ = await self._reader.transfers(item_id=item_id, state="in_transit", page_size=OPEN_ROWS)
+        return ItemDetail(view, deleted, history, page, reservations, transfers)
+
+    async def transfers(
+        self, *, item_id: str | None, location: str | None, state: str | None, page: int, page_size: int
+    ) -> RecordPage[TransferView]:
+        rows, total = await self._reader.transfers(
+            item_id=item_id, location=location, state=state, page=page, page_size=page_size
+        )
+        return RecordPage(rows, total, page, page_size)
+
+    async def reservations(
+        self,
+        *,
+        item_id: str | None,
+        location: str | None,
+        reference: str | None,
+        state: str | None,
+        page: int,
+        page_size: int,
+    ) -> RecordPage[ReservationView]:
+        rows, total = await self._reader.reservations(
+            item_id=item_id, location=location, reference=reference, state=state, page=page, page_size=page_size
+        )
+        return RecordPage(rows, total, page, page_size)
 
     async def recent_changes(self, limit: int) -> list[Change]:
         """The newest change records still in the outbox, newest first."""

@@ -11,6 +11,7 @@ from app.auth.roles import Role
 from app.auth.tokens import Principal
 from app.reader import SORTS
 from app.settings import Settings
+from app.web.labels import ADJUST_REASONS
 
 SORT_LABELS = {
     "sku": "SKU",
@@ -45,6 +46,7 @@ def site_context(settings: Settings) -> dict[str, Any]:
         "locations": settings.locations,
         "default_location": settings.default_location,
         "low_stock_default": settings.low_stock_threshold,
+        "adjust_reasons": ADJUST_REASONS,
         "sorts": [(key, SORT_LABELS[key]) for key in SORT_LABELS if key in SORTS],
         "htmx_config": {
             "selfRequestsOnly": not cross_origin,

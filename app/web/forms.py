@@ -24,7 +24,8 @@ from app.commands.deadletters import DeadLetterNotFound, DeadLetterReplayer
 from app.commands.edge import LOG_UNAVAILABLE, refusal_error
 from app.commands.errors import CommandRefused
 from app.commands.service import Accepted, AnsweredBefore, CommandService, Submission, request_fingerprint
-from app.domain.catalogue import COMMANDS, CommandSpec, InvalidCommand, check_item_id
+from app.domain.catalogue import PUBLIC_COMMANDS, CommandSpec, InvalidCommand, check_item_id
+from app.domain.model import CHOSEN_REASONS
 from app.eventlog.base import LogUnavailable
 from app.http.auth import requires
 from app.http.errors import ApiError
@@ -37,9 +38,16 @@ Form = dict[str, str]
 FORMS_PATH = "/ui"
 
 
+# The number a person reads first in a command's badge: "Count 37 · MUG", "Receive 8 · MUG".
+AMOUNT_FIELDS = ("quantity", "counted", "received")
+# "Expires in" on the reserve form is a number and a unit; the command takes seconds.
+UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
+REMOVING_REASONS = {reason.value for reason, way in CHOSEN_REASONS.items() if way == -1}
+
+
 def _label(spec: CommandSpec, form: Form, item_id: str | None) -> str:
     what = form.get("sku", "").strip() if spec.creates_item else (form.get("label") or (item_id or "")[:8])
-    quantity = form.get("quantity", "").strip()
+    quantity = next((form[name] for name in AMOUNT_FIELDS if name in spec.fields and name in form), "").strip()
     # A stock command's amount is what a person reads first; a new item's stock is not news.
     amount = int(quantity) if quantity.lstrip("-").isdigit() and not spec.creates_item else None
     return command_label(spec.event_type, what, amount)
@@ -52,7 +60,7 @@ async def _answer_form(
     settings: Settings,
     item_id: str | None,
 ) -> Response[Any]:
-    form = await _form(request)
+    form = _as_the_command_reads_it(spec, await _form(request))
     form_id = form.get("form_id", spec.name)[:80]
     label = _label(spec, form, item_id)
     context = {"form_id": form_id, "fields": spec.form_fields, "label": label, **site_context(settings)}
@@ -127,7 +135,7 @@ def _form_route(spec: CommandSpec) -> HTTPRouteHandler:
 
 def form_routes() -> list[HTTPRouteHandler]:
     """One form route per command of the catalogue."""
-    return [_form_route(spec) for spec in COMMANDS]
+    return [_form_route(spec) for spec in PUBLIC_COMMANDS]
 
 
 class DeadLetterFormController(Controller):
@@ -154,6 +162,22 @@ class DeadLetterFormController(Controller):
             return Template("partials/form_answer.html", status_code=503, context=context)
         context |= {"status": "replayed", "message": "published to its topic again"}
         return Template("partials/form_answer.html", status_code=202, context=context)
+
+
+def _as_the_command_reads_it(spec: CommandSpec, form: Form) -> Form:
+    """What a page's form says in a person's terms, in the command's: an expiry in minutes as
+    seconds, and an adjustment's units signed by its reason ("sold", 2 removes 2). A number with
+    a sign of its own is taken as it is, so the command's rule still refuses "sold, +2"."""
+    form = dict(form)
+    unit = form.pop("expires_unit", "seconds")
+    raw = form.get("expires_in", "").strip()
+    if "expires_in" in spec.fields and unit in UNIT_SECONDS and raw.isdigit():
+        form["expires_in"] = str(int(raw) * UNIT_SECONDS[unit])
+    reason = form.get("reason", "").strip().lower()
+    quantity = form.get("quantity", "").strip()
+    if spec.name == "adjust" and quantity.isdigit() and reason in REMOVING_REASONS:
+        form["quantity"] = f"-{quantity}"
+    return form
 
 
 async def _form(request: Request[Any, Any, Any]) -> Form:

@@ -6,7 +6,9 @@ the same freshness floor), lists from SQLite."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,20 +25,22 @@ from app.auth.tokens import InvalidToken, Principal, TokenService
 from app.auth.users import UserStore
 from app.commands.outcomes import CommandStatus
 from app.domain import rules
-from app.domain.records import ItemView
+from app.domain.records import ItemSummary, ItemView, ReservationView, TransferView
+from app.domain.reservations import REFERENCE_MAX
 from app.http.auth import PUBLIC, SESSION_COOKIE, requires
 from app.http.errors import ApiError
-from app.queries.service import ItemNotFound, QueryService
+from app.queries.service import ItemNotFound, QueryService, RecordPage
 from app.reader import SORTS, InventoryReader, ItemPage
 from app.settings import Settings
 from app.web.context import page_context, site_context
-from app.web.labels import badge_context
+from app.web.labels import RESERVATION_STATES, TRANSFER_STATES, badge_context
 
 PAGE_SIZE = 25
 WALL_TILES = 200
 HISTORY_ROWS = 30
 LEVELS_PAGE_SIZE = 50
 EVENT_ROWS = 100
+RECORD_ROWS = 25
 
 
 def _safe_next(target: str | None) -> str:
@@ -222,7 +226,7 @@ class PageController(Controller):
         queries: NamedDependency[QueryService],
     ) -> Template:
         context = page_context(request, settings, **await self._item(queries, item_id, _levels_page(request)))
-        return Template("partials/item_panel.html", context=context)
+        return Template("partials/item_fragment.html", context=context)
 
     async def _item(self, queries: QueryService, item_id: str, levels_page: int) -> dict[str, Any]:
         stored_id = rules.normalise_uuid(item_id)
@@ -239,8 +243,50 @@ class PageController(Controller):
             "deleted": detail.deleted,
             "history": detail.history,
             "levels": detail.levels,
+            "transfers": detail.transfers,
+            "reservations": detail.reservations,
             "location": None,
         }
+
+    @get("/transfers")
+    async def transfers_page(
+        self,
+        request: Request[Principal, Any, Any],
+        settings: NamedDependency[Settings],
+        queries: NamedDependency[QueryService],
+    ) -> Template:
+        context = await _transfers(request, settings, queries)
+        return Template("transfers.html", context=page_context(request, settings, nav="transfers", **context))
+
+    @get("/ui/transfers/rows")
+    async def transfer_rows(
+        self,
+        request: Request[Principal, Any, Any],
+        settings: NamedDependency[Settings],
+        queries: NamedDependency[QueryService],
+    ) -> Template:
+        context = await _transfers(request, settings, queries)
+        return Template("partials/transfer_rows.html", context=page_context(request, settings, **context))
+
+    @get("/reservations")
+    async def reservations_page(
+        self,
+        request: Request[Principal, Any, Any],
+        settings: NamedDependency[Settings],
+        queries: NamedDependency[QueryService],
+    ) -> Template:
+        context = await _reservations(request, settings, queries)
+        return Template("reservations.html", context=page_context(request, settings, nav="reservations", **context))
+
+    @get("/ui/reservations/rows")
+    async def reservation_rows(
+        self,
+        request: Request[Principal, Any, Any],
+        settings: NamedDependency[Settings],
+        queries: NamedDependency[QueryService],
+    ) -> Template:
+        context = await _reservations(request, settings, queries)
+        return Template("partials/reservation_rows.html", context=page_context(request, settings, **context))
 
     @get("/events")
     async def events_page(
@@ -311,3 +357,90 @@ async def _wall_items(queries: QueryService, location: str) -> list[ItemView]:
     # Narrowed to the location by the list: a tile shows what this store has.
     page = await queries.list_items(page=1, page_size=WALL_TILES, q=None, location=location, sort="name")
     return page.items
+
+
+def _page_number(raw: str | None) -> int:
+    try:
+        return max(1, min(int(raw or "1"), 100_000))
+    except ValueError:
+        return 1
+
+
+def record_filters(request: Request[Any, Any, Any], settings: Settings, states: tuple[str, ...]) -> dict[str, Any]:
+    """The filters of the transfers and reservations pages, as the query string gives them: an
+    unknown location or state is no filter, as on the dashboard."""
+    params = request.query_params
+    state = (params.get("state") or "").strip().lower()
+    return {
+        "location": _location(params.get("location"), settings),
+        "state": state if state in states else None,
+        "reference": (params.get("reference") or "").strip()[:REFERENCE_MAX] or None,
+        "item_id": rules.normalise_uuid(params.get("item_id") or ""),
+        "page": _page_number(params.get("page")),
+    }
+
+
+def _links(filters: dict[str, Any]) -> tuple[Callable[[int], str], str]:
+    """The link to another page of the same list, and the query string of this one."""
+    base = {key: filters[key] for key in ("location", "state", "reference", "item_id") if filters.get(key)}
+
+    def page_link(number: int) -> str:
+        return urlencode({**base, "page": number})
+
+    return page_link, urlencode({**base, "page": filters["page"]})
+
+
+async def _item_summaries(queries: QueryService, item_ids: set[str]) -> dict[str, ItemSummary]:
+    """The items a list of transfers or reservations names (cache first), for their SKU and name;
+    a deleted one is left out (the row then shows its id)."""
+
+    async def one(item_id: str) -> ItemSummary | None:
+        try:
+            return await queries.item(item_id, ())
+        except ItemNotFound:
+            return None
+
+    found = await asyncio.gather(*(one(item_id) for item_id in sorted(item_ids)))
+    return {item.id: item for item in found if item is not None}
+
+
+async def _transfers(request: Request[Any, Any, Any], settings: Settings, queries: QueryService) -> dict[str, Any]:
+    filters = record_filters(request, settings, tuple(code for code, _ in TRANSFER_STATES))
+    found = await queries.transfers(
+        item_id=filters["item_id"], location=filters["location"], state=filters["state"], page=filters["page"],
+        page_size=RECORD_ROWS,
+    )  # fmt: skip
+    return await _record_page(queries, filters, found, "/transfers", "transfers")
+
+
+async def _reservations(request: Request[Any, Any, Any], settings: Settings, queries: QueryService) -> dict[str, Any]:
+    filters = record_filters(request, settings, tuple(code for code, _ in RESERVATION_STATES))
+    found = await queries.reservations(
+        item_id=filters["item_id"], location=filters["location"], reference=filters["reference"],
+        state=filters["state"], page=filters["page"], page_size=RECORD_ROWS,
+    )  # fmt: skip
+    return await _record_page(queries, filters, found, "/reservations", "reservations")
+
+
+async def _record_page(
+    queries: QueryService,
+    filters: dict[str, Any],
+    found: RecordPage[TransferView] | RecordPage[ReservationView],
+    path: str,
+    kind: str,
+) -> dict[str, Any]:
+    page_link, query_string = _links(filters)
+    named = {row.item_id for row in found.rows} | ({filters["item_id"]} if filters["item_id"] else set())
+    items = await _item_summaries(queries, named)
+    return {
+        **filters,
+        kind: found.rows,
+        "items": items,
+        "filtered_item": items.get(filters["item_id"] or ""),
+        "page_result": found,
+        "page_path": path,
+        "page_link": page_link,
+        "query_string": query_string,
+        "transfer_states": TRANSFER_STATES,
+        "reservation_states": RESERVATION_STATES,
+    }

@@ -69,6 +69,12 @@ class Api:
             f"{self._stack.command.url}{ITEMS}/{item_id}/{action}", json=body, headers={**self._headers(user), **WAIT}
         )
 
+    def command(self, item_id: str, action: str, body: dict[str, Any], *, user: str = "clerk") -> httpx.Response:
+        """Any command on an item (ship, receive, commit-reservation...), waiting for its outcome."""
+        return self._client.post(
+            f"{self._stack.command.url}{ITEMS}/{item_id}/{action}", json=body, headers={**self._headers(user), **WAIT}
+        )
+
     def item(self, item_id: str, user: str = "viewer") -> dict[str, Any]:
         """The item as the query service reads it."""
         response = self._client.get(f"{self._stack.query.url}{ITEMS}/{item_id}", headers=self._headers(user))

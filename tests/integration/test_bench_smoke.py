@@ -63,6 +63,7 @@ def check_result(data: dict[str, Any], mode: str) -> None:
     assert correctness["oversold"] == 0
     assert correctness["lost"] == 0
     assert correctness["applied_twice"] == 0
+    assert correctness["unbalanced"] == 0
     assert correctness["unaccounted_messages"] == 0
     assert correctness["accepted_checked"] > 0
     assert correctness["ok"] is True

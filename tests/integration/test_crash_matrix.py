@@ -1,6 +1,7 @@
 """Under a steady load, kill -9 in turn the command service, the listener, the query service,
 the broker and Redis, and restart each. Afterwards every 202 is applied exactly once, a 5xx at
-most once, SSE clients see the final state, and the database equals a replay of the log."""
+most once, every transfer in the load is whole (stock is conserved), SSE clients see the final
+state, and the database equals a replay of the log."""
 
 from __future__ import annotations
 
@@ -20,9 +21,19 @@ from tests.support.events import query
 from tests.support.processes import run_cli
 from tests.support.services import KafkaBroker, RedisServer, free_port, free_port_pair
 from tests.support.stack import Stack, split_stack
+from tests.support.store_day import invariant_problems
 
 ITEMS = "/api/v1/inventory/items"
 WORKERS = 8
+# What the clients send, in turn: the stock commands, and transfers both ways between two places.
+ACTIONS: list[tuple[str, dict[str, object]]] = [
+    ("adjust", {"quantity": 1}),
+    ("reserve", {"quantity": 1}),
+    ("transfer", {"quantity": 1, "from_location": "MAIN", "to_location": "S001"}),
+    ("release", {"quantity": 1}),
+    ("transfer", {"quantity": 1, "from_location": "S001", "to_location": "MAIN"}),
+]
+TRANSFERRED = "inventory.stock.transferred"
 
 
 @dataclass
@@ -60,9 +71,7 @@ class SteadyLoad:
         while not self._stop.is_set():
             step += 1
             item_id = self.item_ids[(n + step) % len(self.item_ids)]
-            action, body = [("adjust", {"quantity": 1}), ("reserve", {"quantity": 1}), ("release", {"quantity": 1})][
-                step % 3
-            ]
+            action, body = ACTIONS[step % len(ACTIONS)]
             try:
                 response = await client.post(
                     f"{self.stack.command.url}{ITEMS}/{item_id}/{action}", json=body, headers=self.headers
@@ -129,11 +138,17 @@ def _run_matrix(stack: Stack, broker: KafkaBroker, redis: RedisServer) -> None:
     # Every 202 reaches an outcome...
     # A bound on liveness, not speed: on a loaded CI machine the catch-up after five kills is slow.
     wait_for(lambda: _missing_outcomes(db, results.accepted) == 0, timeout=300)
-    # ...exactly once: one outcome per command, and at most one history row per command.
-    doubled = query(db, "SELECT command_id FROM history GROUP BY command_id HAVING COUNT(*) > 1")
+    # ...exactly once: one outcome per command, and at most one history row per command and
+    # location (a transfer writes one at each of its two).
+    doubled = query(db, "SELECT command_id FROM history GROUP BY command_id, location HAVING COUNT(*) > 1")
     assert doubled == []
     applied = query(db, "SELECT COUNT(*) FROM command_outcomes WHERE status = 'applied'")[0][0]
-    assert query(db, "SELECT COUNT(*) FROM history")[0][0] == applied
+    moved = query(
+        db, "SELECT COUNT(*) FROM command_outcomes WHERE status = 'applied' AND event_type = ?", (TRANSFERRED,)
+    )[0][0]
+    assert moved > 0  # the load did move stock between the two places
+    assert query(db, "SELECT COUNT(*) FROM history")[0][0] == applied + moved
+    assert query(db, "SELECT state, COUNT(*) FROM transfers GROUP BY state") == [("received", moved)]
     # Commands answered 5xx or not at all were applied at most once: no outcome is unaccounted
     # for beyond them.
     unknown = results.statuses["no answer"] + sum(v for k, v in results.statuses.items() if k.startswith("5"))
@@ -141,6 +156,9 @@ def _run_matrix(stack: Stack, broker: KafkaBroker, redis: RedisServer) -> None:
     assert len(results.accepted) + 4 <= outcomes <= len(results.accepted) + 4 + unknown
     # Never oversold, at any commit.
     assert query(db, "SELECT COUNT(*) FROM history WHERE reserved_after > quantity_after") == [(0,)]
+    # Every transfer whole, stock conserved: each level is the sum of its history, the transfers'
+    # lines cancel out, and on hand is what came in by other commands than transfers.
+    assert invariant_problems(db) == []
 
     # SSE clients converge to the final state.
     final = {row[0]: row[1] for row in query(db, "SELECT id, version FROM items")}

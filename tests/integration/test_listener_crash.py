@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from app.domain import model
+from app.domain import ids, model, reservations
 from app.domain.catalogue import StockAdjustedData, StockMovedData
+from app.domain.catalogue.stock import StockReservedData
 from app.domain.events import Event, EventType
 from app.eventlog.kafka import KafkaEventLog
 from app.eventlog.topics import TOPICS
@@ -47,13 +48,18 @@ def expected_state(events: list[Event], start_quantity: int) -> tuple[dict[str, 
         if isinstance(e.data, StockAdjustedData):
             decision = model.adjust_stock(item, location="MAIN", delta=e.data.quantity, expected_version=None, now=NOW)
         elif e.event_type is EventType.STOCK_RESERVED:
-            assert isinstance(e.data, StockMovedData)
-            decision = model.reserve_stock(
-                item, location="MAIN", quantity=e.data.quantity, expected_version=None, now=NOW
+            assert isinstance(e.data, StockReservedData)
+            decision = reservations.reserve_stock(
+                item,
+                location="MAIN",
+                quantity=e.data.quantity,
+                expected_version=None,
+                now=NOW,
+                reservation_id=ids.reservation_id(e.item_id, e.command_id, None),
             )
         else:
             assert isinstance(e.data, StockMovedData)
-            decision = model.release_stock(
+            decision = reservations.release_stock(
                 item, location="MAIN", quantity=e.data.quantity, expected_version=None, now=NOW
             )
         if isinstance(decision, model.Applied):

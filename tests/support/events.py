@@ -11,6 +11,9 @@ import msgspec
 
 from app.clock import utc_now
 from app.domain.catalogue import ItemCreatedData, StockAdjustedData, StockMovedData
+from app.domain.catalogue.reservations import ReservationData
+from app.domain.catalogue.stock import StockCountedData, StockReservedData
+from app.domain.catalogue.transfers import StockTransferData, TransferCancelledData, TransferReceivedData
 from app.domain.events import Event, EventType, encode_event
 from app.eventlog.base import Message
 
@@ -40,12 +43,46 @@ def adjust(item_id: str, delta: int, **extra: Any) -> Event:
     return event(EventType.STOCK_ADJUSTED, item_id, StockAdjustedData(quantity=delta), **extra)
 
 
-def reserve(item_id: str, quantity: int = 1, **extra: Any) -> Event:
-    return event(EventType.STOCK_RESERVED, item_id, StockMovedData(quantity=quantity), **extra)
+def reserve(
+    item_id: str, quantity: int = 1, *, reference: str | None = None, expires_at: str | None = None, **extra: Any
+) -> Event:
+    data = StockReservedData(quantity=quantity, reference=reference, expires_at=expires_at)
+    return event(EventType.STOCK_RESERVED, item_id, data, **extra)
 
 
 def release(item_id: str, quantity: int = 1, **extra: Any) -> Event:
     return event(EventType.STOCK_RELEASED, item_id, StockMovedData(quantity=quantity), **extra)
+
+
+def count(item_id: str, counted: int, **extra: Any) -> Event:
+    return event(EventType.STOCK_COUNTED, item_id, StockCountedData(counted=counted), **extra)
+
+
+def transfer(item_id: str, quantity: int, from_location: str, to_location: str, **extra: Any) -> Event:
+    data = StockTransferData(quantity=quantity, from_location=from_location, to_location=to_location)
+    return event(EventType.STOCK_TRANSFERRED, item_id, data, location=from_location, **extra)
+
+
+def ship(item_id: str, quantity: int, from_location: str, to_location: str, **extra: Any) -> Event:
+    data = StockTransferData(quantity=quantity, from_location=from_location, to_location=to_location)
+    return event(EventType.TRANSFER_SHIPPED, item_id, data, location=from_location, **extra)
+
+
+def receive(item_id: str, transfer_id: str, received: int | None = None, **extra: Any) -> Event:
+    data = TransferReceivedData(transfer_id=transfer_id, received=received)
+    return event(EventType.TRANSFER_RECEIVED, item_id, data, **extra)
+
+
+def cancel_transfer(item_id: str, transfer_id: str, **extra: Any) -> Event:
+    return event(EventType.TRANSFER_CANCELLED, item_id, TransferCancelledData(transfer_id=transfer_id), **extra)
+
+
+def commit_reservation(item_id: str, reservation_id: str, **extra: Any) -> Event:
+    return event(EventType.RESERVATION_COMMITTED, item_id, ReservationData(reservation_id=reservation_id), **extra)
+
+
+def cancel_reservation(item_id: str, reservation_id: str, **extra: Any) -> Event:
+    return event(EventType.RESERVATION_CANCELLED, item_id, ReservationData(reservation_id=reservation_id), **extra)
 
 
 def message(e: Event) -> Message:

@@ -20,3 +20,15 @@ async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 30.0
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last result: {last!r})")
+
+
+def wait_until(check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05) -> T:
+    """The blocking twin of ``eventually``, for tests that drive real processes with a sync client."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last result: {last!r})")

@@ -10,7 +10,7 @@ import pytest
 
 from app.application import create_app
 from app.bootstrap import build_container
-from app.domain.catalogue import BY_EVENT_TYPE, COMMANDS, decode_event
+from app.domain.catalogue import BY_EVENT_TYPE, COMMANDS, PUBLIC_COMMANDS, decode_event
 from app.domain.events import Event, EventType, encode_event
 from app.web.labels import command_label
 from tests.support.app import base_env, settings_for
@@ -30,7 +30,7 @@ def test_every_event_type_is_one_command_with_one_name() -> None:
     assert len({spec.name for spec in COMMANDS}) == len(COMMANDS)
 
 
-@pytest.mark.parametrize("spec", COMMANDS, ids=lambda spec: spec.name)
+@pytest.mark.parametrize("spec", PUBLIC_COMMANDS, ids=lambda spec: spec.name)
 def test_each_command_has_its_documented_json_route(spec, document) -> None:  # type: ignore[no-untyped-def]
     path = (ITEMS + spec.json_path).replace(":str", "")
     operation = document["paths"][path][spec.method.lower()]
@@ -59,8 +59,20 @@ def test_each_command_has_a_form_route(tmp_path: Path) -> None:
     settings = settings_for(base_env(tmp_path))
     app = create_app(build_container(settings, "all"))
     paths = {route.path for route in app.routes}
-    for spec in COMMANDS:
+    for spec in PUBLIC_COMMANDS:
         assert "/ui" + spec.form_path.replace(":str", "") in paths or "/ui" + spec.form_path in paths
+
+
+def test_an_internal_command_has_no_route_form_or_operation(document, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    internal = [spec for spec in COMMANDS if spec.internal]
+    assert [spec.name for spec in internal] == ["expire-reservation"]
+    app = create_app(build_container(settings_for(base_env(tmp_path)), "all"))
+    paths = {route.path.replace(":str", "") for route in app.routes}
+    for spec in internal:
+        assert spec not in PUBLIC_COMMANDS
+        assert (ITEMS + spec.json_path).replace(":str", "") not in document["paths"]
+        assert (ITEMS + spec.json_path).replace(":str", "") not in paths
+        assert "/ui" + spec.form_path.replace(":str", "") not in paths
 
 
 @pytest.mark.parametrize("spec", COMMANDS, ids=lambda spec: spec.name)

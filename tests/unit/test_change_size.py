@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from app.domain.events import Event, encode_event
+from app.domain.catalogue.stock import StockReservedData
+from app.domain.events import Event, EventType, encode_event
 from app.domain.records import encode_text
 from app.listener.planner import Planner
 from app.listener.store import InventoryStore
@@ -46,7 +47,8 @@ async def reserve_change_size(path: Path, store_count: int) -> tuple[int, int]:
         await _apply(store, [builders.create(item_id, "CHAIN-1", quantity=100)])
         deliveries = [builders.adjust(item_id, 20, location=code) for code in stores(store_count)]
         await _apply(store, deliveries)
-        planner = await _apply(store, [builders.reserve(item_id, 1, location="S001")])
+        reserve = builders.event(EventType.STOCK_RESERVED, item_id, StockReservedData(quantity=1), location="S001")
+        planner = await _apply(store, [reserve])
         (change,) = planner.plan.item_changes()
         levels = builders.query(path, "SELECT COUNT(*) FROM stock_levels WHERE item_id = ?", (item_id,))[0][0]
         return len(encode_text(change).encode()), levels

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.domain import model
+from app.domain import model, reservations
 from app.domain.model import Applied, Item, Reason, Rejected, StockLevel
 
 NOW = "2026-01-01T00:00:00.000Z"
@@ -46,28 +46,39 @@ def test_create_with_a_taken_sku_is_rejected() -> None:
 
 
 def test_reserve_takes_from_available_and_bumps_versions() -> None:
-    item = applied(model.reserve_stock(make_item(10), location="MAIN", quantity=4, expected_version=None, now=NOW))
+    item = applied(
+        reservations.reserve_stock(
+            make_item(10), location="MAIN", quantity=4, expected_version=None, now=NOW, reservation_id="r1"
+        )
+    )
     level = item.levels["MAIN"]
     assert (level.quantity, level.reserved, level.available) == (10, 4, 6)
     assert item.version == 2 and level.version == 2
 
 
 def test_reserve_more_than_available_is_insufficient_stock() -> None:
-    decision = model.reserve_stock(
-        make_item(10, reserved=8), location="MAIN", quantity=3, expected_version=None, now=NOW
+    decision = reservations.reserve_stock(
+        make_item(10, reserved=8), location="MAIN", quantity=3, expected_version=None, now=NOW, reservation_id="r1"
     )
     assert rejected(decision) is Reason.INSUFFICIENT_STOCK
 
 
 def test_reserve_at_a_location_without_stock_is_insufficient_stock() -> None:
-    decision = model.reserve_stock(make_item(10), location="S001", quantity=1, expected_version=None, now=NOW)
+    decision = reservations.reserve_stock(
+        make_item(10), location="S001", quantity=1, expected_version=None, now=NOW, reservation_id="r1"
+    )
     assert rejected(decision) is Reason.INSUFFICIENT_STOCK
 
 
 def test_release_more_than_reserved_is_over_release() -> None:
-    decision = model.release_stock(
-        make_item(10, reserved=2), location="MAIN", quantity=3, expected_version=None, now=NOW
+    # A release gives back units of (anonymous) reservations: two units are reserved here.
+    item = applied(
+        reservations.reserve_stock(
+            make_item(10), location="MAIN", quantity=2, expected_version=None, now=NOW, reservation_id="r1"
+        )
     )
+    assert item.levels["MAIN"].reserved == 2
+    decision = reservations.release_stock(item, location="MAIN", quantity=3, expected_version=None, now=NOW)
     assert rejected(decision) is Reason.OVER_RELEASE
 
 
@@ -97,8 +108,10 @@ def test_adjust_beyond_the_maximum_level_is_invalid() -> None:
     [
         lambda item: model.update_item(item, name="x", description="", expected_version=5, now=NOW),
         lambda item: model.delete_item(item, expected_version=5, now=NOW),
-        lambda item: model.reserve_stock(item, location="MAIN", quantity=1, expected_version=5, now=NOW),
-        lambda item: model.release_stock(item, location="MAIN", quantity=1, expected_version=5, now=NOW),
+        lambda item: reservations.reserve_stock(
+            item, location="MAIN", quantity=1, expected_version=5, now=NOW, reservation_id="r1"
+        ),
+        lambda item: reservations.release_stock(item, location="MAIN", quantity=1, expected_version=5, now=NOW),
         lambda item: model.adjust_stock(item, location="MAIN", delta=1, expected_version=5, now=NOW),
     ],
 )
@@ -107,14 +120,22 @@ def test_a_stale_expected_version_is_a_version_conflict(decide) -> None:  # type
 
 
 def test_a_matching_expected_version_is_applied() -> None:
-    applied(model.reserve_stock(make_item(version=4), location="MAIN", quantity=1, expected_version=4, now=NOW))
+    applied(
+        reservations.reserve_stock(
+            make_item(version=4), location="MAIN", quantity=1, expected_version=4, now=NOW, reservation_id="r1"
+        )
+    )
 
 
 def test_commands_on_a_deleted_or_missing_item_are_unknown_item() -> None:
     deleted = applied(model.delete_item(make_item(), expected_version=None, now=NOW))
     assert deleted.deleted
     assert (
-        rejected(model.reserve_stock(deleted, location="MAIN", quantity=1, expected_version=None, now=NOW))
+        rejected(
+            reservations.reserve_stock(
+                deleted, location="MAIN", quantity=1, expected_version=None, now=NOW, reservation_id="r1"
+            )
+        )
         is Reason.UNKNOWN_ITEM
     )
     assert (
@@ -127,7 +148,9 @@ def test_every_applied_level_keeps_the_invariant() -> None:
     item = make_item(5)
     for step in range(200):
         decision = (
-            model.reserve_stock(item, location="MAIN", quantity=1 + step % 3, expected_version=None, now=NOW)
+            reservations.reserve_stock(
+                item, location="MAIN", quantity=1 + step % 3, expected_version=None, now=NOW, reservation_id=f"r{step}"
+            )
             if step % 2
             else model.adjust_stock(item, location="MAIN", delta=-(step % 4) or 1, expected_version=None, now=NOW)
         )
@@ -140,7 +163,11 @@ def test_a_change_at_one_level_moves_the_chain_totals_without_the_other_levels()
     # Loaded as the listener loads it: the totals from the item row, only the level it touches.
     level = StockLevel("S001", 10, 2, 3, NOW)
     item = Item("i1", "SKU-1", "Thing", "", 7, NOW, NOW, None, {"S001": level}, quantity=500, reserved=40)
-    reserved = applied(model.reserve_stock(item, location="S001", quantity=3, expected_version=None, now=NOW))
+    reserved = applied(
+        reservations.reserve_stock(
+            item, location="S001", quantity=3, expected_version=None, now=NOW, reservation_id="r1"
+        )
+    )
     assert (reserved.quantity, reserved.reserved, reserved.available) == (500, 43, 457)
     adjusted = applied(model.adjust_stock(reserved, location="S002", delta=5, expected_version=None, now=NOW))
     assert (adjusted.quantity, adjusted.reserved) == (505, 43)

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from app.domain.catalogue import StockMovedData, decode_event
+from app.domain.catalogue.stock import StockReservedData
 from app.domain.events import Event, EventType, PoisonMessage, encode_event
 
 
@@ -21,7 +22,7 @@ def event(**overrides: object) -> Event:
         "request_id": "r1",
         "actor": "clerk",
         "occurred_at": "2026-01-01T00:00:00.000Z",
-        "data": StockMovedData(quantity=2),
+        "data": StockReservedData(quantity=2),
     }
     fields.update(overrides)
     return Event(**fields)  # type: ignore[arg-type]
@@ -30,6 +31,13 @@ def event(**overrides: object) -> Event:
 def test_round_trip_keeps_every_field() -> None:
     original = event(expected_version=3)
     assert decode_event(encode_event(original)) == original
+    held = event(
+        expected_version=3,
+        data=StockReservedData(quantity=2, reference="ORDER-1", expires_at="2026-01-01T00:15:00.000Z"),
+    )
+    assert decode_event(encode_event(held)) == held
+    released = event(event_type=EventType.STOCK_RELEASED, data=StockMovedData(quantity=2), expected_version=3)
+    assert decode_event(encode_event(released)) == released
 
 
 def test_the_envelope_is_compact_json_with_schema_version_one() -> None:

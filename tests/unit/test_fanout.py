@@ -13,7 +13,16 @@ import msgspec
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
 
-from app.domain.records import Change, ItemChange, ItemSummary, LevelView, OutcomeChange, encode, encode_text
+from app.domain.records import (
+    Change,
+    ItemChange,
+    ItemSummary,
+    LevelView,
+    OutcomeChange,
+    TransferView,
+    encode,
+    encode_text,
+)
 from app.eventlog.base import EventLog
 from app.http.stream_limits import StreamLimiter
 from app.jsontext import change_record
@@ -141,3 +150,17 @@ async def test_a_store_subscriber_that_lost_frames_refills_its_own_changes_only(
     # Resuming with Last-Event-ID replays the subscription's changes after it, nothing else.
     resumed = [item async for item in stream._follow(_frames([]), 10, 4, wall)]
     assert [item.seq for item in resumed if item.kind == "change"] == [5, 7, 9]
+
+
+def test_a_store_sees_a_transfer_to_or_from_it_and_the_chain_keeps_records_but_no_levels() -> None:
+    """A receipt at S002 of units shipped from S001 changes only S002's level; S001's pages still
+    hear of it (its transfer closes), S003's do not, and the chain stream keeps the transfer."""
+    transfer = TransferView("t1", "i1", "S001", "S002", 6, 5, "received", T, T, None)
+    receipt = msgspec.structs.replace(reserve_at("S002", 7), transfers=[transfer])
+    seen_from_sender = Subscription(locations=S001).narrow(receipt)
+    assert isinstance(seen_from_sender, ItemChange)
+    assert seen_from_sender.levels == [] and seen_from_sender.transfers == [transfer]
+    assert Subscription(locations=frozenset({"S003"})).narrow(receipt) is None
+    seen_by_chain = CHAIN_WIDE.narrow(receipt)
+    assert isinstance(seen_by_chain, ItemChange)
+    assert seen_by_chain.levels == [] and seen_by_chain.transfers == [transfer]

@@ -30,8 +30,8 @@ def test_an_item_change_is_stored_as_the_json_of_the_feed() -> None:
     assert encode_text(ItemChange("i1", 4, False, False, SUMMARY, [LevelView("MAIN", 3, 1, 2, 4, T)])) == (
         '{"kind":"item","item_id":"i1","version":4,"created":false,"deleted":false,"item":{"id":"i1","sku":"MUG",'
         '"name":"Mug","description":"","quantity":3,"reserved":1,"available":2,"version":4,'
-        '"created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-01T00:00:00.000Z","low_stock_threshold":null},'
-        '"levels":[{"location":"MAIN","quantity":3,"reserved":1,"available":2,"version":4,'
+        '"created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-01T00:00:00.000Z","low_stock_threshold":null,'
+        '"in_transit":0},"levels":[{"location":"MAIN","quantity":3,"reserved":1,"available":2,"version":4,'
         '"updated_at":"2026-01-01T00:00:00.000Z"}]}'
     )
     assert encode_text(ItemChange("i1", 5, False, True, None, [])) == (

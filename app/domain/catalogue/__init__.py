@@ -18,11 +18,30 @@ from app.domain.catalogue.fields import (
     parse_form,
 )
 from app.domain.catalogue.items import CREATE, DELETE, UPDATE, ItemCreatedData, ItemDeletedData, ItemUpdatedData
+from app.domain.catalogue.reservations import CANCEL_RESERVATION, COMMIT_RESERVATION, EXPIRE_RESERVATION
 from app.domain.catalogue.spec import CommandRequest, CommandSpec, DecisionContext
-from app.domain.catalogue.stock import ADJUST, RELEASE, RESERVE, StockAdjustedData, StockMovedData
+from app.domain.catalogue.stock import ADJUST, COUNT, RELEASE, RESERVE, StockAdjustedData, StockMovedData
+from app.domain.catalogue.transfers import CANCEL_TRANSFER, RECEIVE, SHIP, TRANSFER
 from app.domain.events import SCHEMA_VERSION, Event, EventType, PoisonMessage, envelope_decoder
 
-COMMANDS: tuple[CommandSpec, ...] = (CREATE, UPDATE, DELETE, ADJUST, RESERVE, RELEASE)
+COMMANDS: tuple[CommandSpec, ...] = (
+    CREATE,
+    UPDATE,
+    DELETE,
+    ADJUST,
+    COUNT,
+    RESERVE,
+    RELEASE,
+    COMMIT_RESERVATION,
+    CANCEL_RESERVATION,
+    EXPIRE_RESERVATION,
+    TRANSFER,
+    SHIP,
+    RECEIVE,
+    CANCEL_TRANSFER,
+)
+# What people and clients may send: every command but the ones the product publishes itself.
+PUBLIC_COMMANDS: tuple[CommandSpec, ...] = tuple(spec for spec in COMMANDS if not spec.internal)
 BY_EVENT_TYPE: dict[EventType, CommandSpec] = {spec.event_type: spec for spec in COMMANDS}
 BY_NAME: dict[str, CommandSpec] = {spec.name: spec for spec in COMMANDS}
 
@@ -33,6 +52,7 @@ __all__ = [
     "BY_EVENT_TYPE",
     "BY_NAME",
     "COMMANDS",
+    "PUBLIC_COMMANDS",
     "CommandRequest",
     "CommandSpec",
     "DecisionContext",

@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from app.domain.model import MAX_COMMAND_QUANTITY
-from app.domain.rules import SKU_PATTERN, SKU_REGEX, SKU_RULE_TEXT, normalise_location, normalise_uuid
+from app.domain.rules import (
+    SKU_PATTERN,
+    SKU_REGEX,
+    SKU_RULE_TEXT,
+    UUID_REGEX,
+    moment_text,
+    normalise_location,
+    normalise_uuid,
+)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # The same rules as regular expressions, for the OpenAPI document.
@@ -47,6 +56,8 @@ class Places:
 class Checker:
     places: Places
     errors: list[FieldError] = field(default_factory=list)
+    # When the command is checked: an expiry given in seconds becomes a moment from this.
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def fail(self, name: str, message: str) -> None:
         self.errors.append(FieldError(name, message))
@@ -124,10 +135,12 @@ class Units:
     minimum: int
     default: int | None = None
     numeric: bool = True
+    # Absent stays absent (None): the command has a meaning for "not given".
+    optional: bool = False
 
-    def clean(self, name: str, value: Any, check: Checker) -> int:
+    def clean(self, name: str, value: Any, check: Checker) -> int | None:
         if value is None:
-            if self.default is not None:
+            if self.default is not None or self.optional:
                 return self.default
             check.fail(name, "is required")
             return 0
@@ -178,13 +191,16 @@ class Threshold:
 
 @dataclass(frozen=True)
 class Location:
-    """A configured location code, in any case; absent means the default location."""
+    """A configured location code, in any case; absent means the default location (unless required)."""
 
     numeric: bool = False
+    required: bool = False
 
     def clean(self, name: str, value: Any, check: Checker) -> str:
         code = normalise_location(value)
         if not code:
+            if self.required:
+                check.fail(name, "is required")
             return check.places.default
         if code not in check.places.locations:
             check.fail(name, f"unknown location {value!r}; known: {', '.join(check.places.locations)}")
@@ -192,6 +208,97 @@ class Location:
 
     def schema(self, places: Places) -> dict[str, Any]:
         return {"enum": list(places.locations)}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a closed list of words; absent means ``default``."""
+
+    values: tuple[str, ...]
+    default: str | None = None
+    numeric: bool = False
+
+    def clean(self, name: str, value: Any, check: Checker) -> str | None:
+        text = "" if value is None else str(value).strip().lower()
+        if not text:
+            if self.default is None:
+                check.fail(name, "is required")
+            return self.default
+        if text not in self.values:
+            check.fail(name, f"must be one of: {', '.join(self.values)}")
+        return text
+
+    def schema(self, places: Places) -> dict[str, Any]:
+        return {"enum": list(self.values)}
+
+
+@dataclass(frozen=True)
+class RecordId:
+    """The id of a transfer or a reservation (a UUID)."""
+
+    numeric: bool = False
+
+    def clean(self, name: str, value: Any, check: Checker) -> str:
+        stored = normalise_uuid(str(value)) if value is not None else None
+        if stored is None:
+            check.fail(name, "is required" if value is None else "must be a UUID")
+            return ""
+        return stored
+
+    def schema(self, places: Places) -> dict[str, Any]:
+        return {"pattern": UUID_REGEX}
+
+
+@dataclass(frozen=True)
+class Seconds:
+    """Optional: a whole number of seconds from ``minimum`` to ``maximum``."""
+
+    minimum: int
+    maximum: int
+    numeric: bool = True
+
+    def clean(self, name: str, value: Any, check: Checker) -> int | None:
+        if value is not None and not self.minimum <= value <= self.maximum:
+            check.fail(name, f"must be between {self.minimum} and {self.maximum} seconds")
+        return None if value is None else int(value)
+
+    def schema(self, places: Places) -> dict[str, Any]:
+        return {"minimum": self.minimum, "maximum": self.maximum}
+
+
+# Moments a UTC text cannot hold (year 1 at +05:00, year 9999 at -05:00): kept as the nearest
+# one it can, which the decision then refuses as past or too far ahead.
+FAR_PAST = "0001-01-01T00:00:00.000Z"
+FAR_FUTURE = "9999-12-31T23:59:59.999Z"
+
+
+@dataclass(frozen=True)
+class Moment:
+    """Optional: an RFC 3339 time, kept in the one format the data uses (app/domain/rules.py
+    moment_text), so moments compare as text. Whether it is in the future and not too far is
+    the decision's to say (from the time the command was submitted), so a replay says the same."""
+
+    numeric: bool = False
+
+    def clean(self, name: str, value: Any, check: Checker) -> str | None:
+        text = "" if value is None else str(value).strip()
+        if not text:
+            return None
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            check.fail(name, "must be an RFC 3339 time, e.g. 2026-12-03T18:00:00Z")
+            return None
+        if moment.tzinfo is None:
+            check.fail(name, "must include a time zone (Z or +hh:mm)")
+            return None
+        try:
+            return moment_text(moment)
+        except (OverflowError, ValueError):
+            return FAR_PAST if moment.year < 5000 else FAR_FUTURE
+
+    def schema(self, places: Places) -> dict[str, Any]:
+        return {"format": "date-time"}
 
 
 def parse_form(rules: dict[str, FieldRule], form: dict[str, str]) -> tuple[dict[str, Any], list[FieldError]]:

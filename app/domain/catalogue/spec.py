@@ -38,6 +38,28 @@ class DecisionContext:
 
 
 Decide = Callable[[Item | None, Event, DecisionContext], Decision]
+# Rules across fields, after each field's own (an expiry in seconds becomes a moment, a reason
+# that must add stock): may change the clean values and report with the checker.
+Refine = Callable[[dict[str, Any], Checker], None]
+
+
+@dataclass(frozen=True)
+class RecordRef:
+    """The transfer or reservation a command makes or acts on. The listener loads it (and the
+    levels of its locations) before deciding; the 202 names it (``reservation_id``...)."""
+
+    kind: Literal["transfer", "reservation"]
+    id_of: Callable[[Event], str]
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}_id"
+
+
+def no_refinement(values: dict[str, Any], check: Checker) -> None:
+    return None
+
+
 # The levels a command reads and writes: the listener loads only these.
 Touches = Callable[[Event], tuple[str, ...]]
 
@@ -78,6 +100,17 @@ class CommandSpec:
     note_field: str | None = None
     # The levels the decision needs loaded (a create makes its level; an edit needs none).
     touches: Touches = at_event_location
+    # The body field that names the event's location (the envelope's ``location``).
+    location_field: str = "location"
+    refine: Refine = no_refinement
+    record: RecordRef | None = None
+    # A plain release: the listener loads the open anonymous reservations it may give back.
+    releases_anonymous: bool = False
+    # Published by the product itself (an expiry): no route, no form, no OpenAPI operation.
+    internal: bool = False
+    # What ``refine`` checks, as JSON Schema for the body's document (``allOf`` members), so a
+    # client generated from it never sends what ``refine`` refuses.
+    cross_rules: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def json_path(self) -> str:
@@ -99,8 +132,13 @@ class CommandSpec:
         """Every rule of every field, then the event data; raises InvalidCommand with each broken rule."""
         check = Checker(places)
         clean = {name: rule.clean(name, values.get(name), check) for name, rule in self.fields.items()}
+        if not check.errors:
+            self.refine(clean, check)
         check.raise_if_failed()
-        location = clean.pop("location", None) or places.default
+        if self.location_field == "location":
+            location = clean.pop("location", None) or places.default
+        else:
+            location = clean.get(self.location_field) or places.default
         data_fields = set(self.data.__struct_fields__)
         data = self.data(**{name: value for name, value in clean.items() if name in data_fields})
         return CommandRequest(self.event_type, item_id, location, data, expected_version)
