@@ -46,7 +46,11 @@ from bench.sizes import Size
 from bench.stack import Stack, http_json
 from bench.stats import summarize
 
-SECTIONS = ("commands", "freshness", "reads", "fanout", "catch_up")
+SECTIONS = ("commands", "freshness", "reads", "fanout", "catch_up", "store_day")
+# A store's day on the bench items: each round ships, receives short, moves, counts, reserves
+# (one to expire, one to commit, one to cancel), all checked by the correctness section.
+STORE_DAY_CLIENTS = 16
+STORE = "S001"
 START_QUANTITY = 1_000_000
 LIST_PATH = f"{ITEMS_PATH}?page=1&page_size=20"
 # CPU of other user processes on the machine (not the stack, not the harness and its load
@@ -256,6 +260,76 @@ class Harness:
             )
             levels.append(result)
         return {"workload": "POST adjust +1 (50%) / reserve 1 (30%) / release 1 (20%), closed loop", "levels": levels}
+
+    # --- a store's day ---------------------------------------------------------------------
+
+    def store_day(self) -> Result:
+        """Every store-day command in rounds, each round on one item by one client, so that the
+        correctness section checks transfers, counts and reservations (expiries included) too."""
+        seconds = self.size.command_seconds
+        counts: dict[str, int] = {}
+        latencies: list[float] = []
+
+        async def post(client: api.Client, item: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+            started = time.perf_counter()
+            response = await client.call("POST", f"{ITEMS_PATH}/{item}/{name}", body)
+            latencies.append(time.perf_counter() - started)
+            key = f"{name} {response.status}"
+            counts[key] = counts.get(key, 0) + 1
+            if response.status != 202:
+                return {}
+            answer: dict[str, Any] = json.loads(response.body)
+            self.accepted.add(answer["command_id"])
+            return answer
+
+        async def day(client: api.Client, worker: int, deadline: float) -> int:
+            rounds = 0
+            while time.monotonic() < deadline:
+                item = self.items[(worker + rounds * STORE_DAY_CLIENTS) % len(self.items)]
+                tag = f"{worker}-{rounds}-{secrets.token_hex(3)}"
+                shipped = await post(
+                    client, item, "ship", {"quantity": 2, "from_location": "MAIN", "to_location": STORE}
+                )
+                if "transfer_id" in shipped:
+                    await post(client, item, "receive", {"transfer_id": shipped["transfer_id"], "received": 1})
+                await post(client, item, "transfer", {"quantity": 1, "from_location": STORE, "to_location": "MAIN"})
+                await post(client, item, "count", {"counted": START_QUANTITY, "location": "MAIN"})
+                await post(client, item, "reserve", {"quantity": 1, "reference": f"EXP-{tag}", "expires_in": 1})
+                held = await post(client, item, "reserve", {"quantity": 1})
+                if "reservation_id" in held:
+                    await post(client, item, "commit-reservation", {"reservation_id": held["reservation_id"]})
+                ordered = await post(client, item, "reserve", {"quantity": 1, "reference": f"ORD-{tag}"})
+                if "reservation_id" in ordered:
+                    await post(client, item, "cancel-reservation", {"reservation_id": ordered["reservation_id"]})
+                await post(client, item, "adjust", {"quantity": 1, "reason": "received", "note": "bench"})
+                rounds += 1
+            return rounds
+
+        async def run() -> int:
+            client = self._client("clerk")
+            deadline = time.monotonic() + seconds
+            try:
+                return sum(await asyncio.gather(*(day(client, n, deadline) for n in range(STORE_DAY_CLIENTS))))
+            finally:
+                client.close()
+
+        started = time.monotonic()
+        rounds = run_async(run())
+        wall = time.monotonic() - started
+        # Let the one-second reservations expire and their expiries be applied before the checks.
+        time.sleep(3)
+        drain = self.drain()
+        result: Result = {
+            "workload": "per round: ship 2, receive 1 (1 lost), transfer 1 back, count, reserve to expire in 1 s, "
+            f"reserve + commit, reserve + cancel, adjust +1 received; {STORE_DAY_CLIENTS} clients, closed loop",
+            "rounds": rounds,
+            "commands_per_s": round(sum(counts.values()) / wall, 1),
+            "answers": dict(sorted(counts.items())),
+            "latency_202": summarize(latencies),
+            "listener_drain_seconds": drain,
+        }
+        log(f"  {rounds} rounds, {result['commands_per_s']} commands/s")
+        return result
 
     # --- 3. freshness -------------------------------------------------------------------
 

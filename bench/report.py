@@ -115,6 +115,29 @@ def render(result: Result) -> str:
     )
     out.append("")
 
+    store_day = sections.get("store_day", {})
+    if store_day:
+        latency = store_day.get("latency_202", {})
+        out.append(
+            _skipped(store_day)
+            or table(
+                "A store's day (ship, receive short, transfer, count, reserve to expire / commit / cancel, adjust)",
+                ["rounds", "commands/s", "p50 ms", "p99 ms", "drain s", "answers"],
+                [
+                    [
+                        store_day["rounds"],
+                        store_day["commands_per_s"],
+                        latency.get("p50_ms"),
+                        latency.get("p99_ms"),
+                        store_day["listener_drain_seconds"],
+                        ", ".join(f"{k}: {v}" for k, v in store_day["answers"].items() if not k.endswith(" 202"))
+                        or "all 202",
+                    ]
+                ],
+            )
+        )
+        out.append("")
+
     freshness = sections.get("freshness", {})
     out.append(
         _skipped(freshness)
@@ -221,12 +244,23 @@ def render(result: Result) -> str:
         _skipped(correctness)
         or table(
             "7. Correctness",
-            ["oversold", "lost", "applied twice", "accepted", "outcomes", "topic messages", "unaccounted", "ok"],
+            [
+                "oversold",
+                "lost",
+                "applied twice",
+                "unbalanced",
+                "accepted",
+                "outcomes",
+                "topic messages",
+                "unaccounted",
+                "ok",
+            ],
             [
                 [
                     correctness["oversold"],
                     correctness["lost"],
                     correctness["applied_twice"],
+                    correctness.get("unbalanced", "-"),
                     correctness["accepted_checked"],
                     correctness["outcomes"],
                     correctness["command_topic_messages"],

@@ -257,7 +257,7 @@ class StartedStack(Stack):
                 "INVENTORY_DATA_DIR": str(data_dir),
                 "INVENTORY_JWT_SECRET": "bench-" + secrets.token_urlsafe(40),
                 "INVENTORY_LOG_LEVEL": "WARNING",
-                "INVENTORY_LOCATIONS": "MAIN",
+                "INVENTORY_LOCATIONS": "MAIN,S001",
                 # The fan-out holds thousands of streams with one viewer's token.
                 "INVENTORY_MAX_STREAMS_PER_USER": "100000",
             }
