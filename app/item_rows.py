@@ -31,15 +31,17 @@ RESERVATION_COLUMNS = (
 )
 TRANSFERS_BY_IDS = f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE id IN (SELECT value FROM json_each(?))"
 RESERVATIONS_BY_IDS = f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id IN (SELECT value FROM json_each(?))"
-# [[item_id, location, units], ...]: the newest open anonymous reservations at each pair, just
-# enough of them to give back ``units`` (what a plain release needs, app/domain/reservations.py).
+# [[item_id, location], ...] and a number of rows N: the newest N open anonymous reservations at
+# each pair, each pair's read by the reservations_anonymous index (a plain release of N units needs
+# at most N of them, each holding at least one unit: app/domain/reservations.py). N is the same
+# for every pair (SQLite takes no outer column in a LIMIT): the most any pair of the batch needs.
 ANONYMOUS_TO_RELEASE = (
-    f"SELECT {RESERVATION_COLUMNS} FROM ("
-    "SELECT r.*, SUM(r.quantity) OVER (PARTITION BY r.item_id, r.location ORDER BY r.seq DESC "
-    "ROWS UNBOUNDED PRECEDING) - r.quantity AS before, w.units FROM reservations r JOIN ("
-    "SELECT json_extract(value, '$[0]') AS item_id, json_extract(value, '$[1]') AS location, "
-    "json_extract(value, '$[2]') AS units FROM json_each(?)) w ON r.item_id = w.item_id AND r.location = w.location "
-    "WHERE r.state = 'open' AND r.reference IS NULL AND r.expires_at IS NULL) WHERE before < units"
+    "WITH w AS (SELECT json_extract(value, '$[0]') AS item_id, json_extract(value, '$[1]') AS location "
+    "FROM json_each(?)) "
+    f"SELECT {', '.join('r.' + column.strip() for column in RESERVATION_COLUMNS.split(','))} "
+    "FROM w JOIN reservations r ON r.seq IN (SELECT n.seq FROM reservations n WHERE n.item_id = w.item_id "
+    "AND n.location = w.location AND n.state = 'open' AND n.reference IS NULL AND n.expires_at IS NULL "
+    "ORDER BY n.seq DESC LIMIT ?)"
 )
 
 

@@ -139,8 +139,8 @@ class InventoryStore:
             await self._all(RESERVATIONS_BY_IDS, (_ids(named["reservation"]),)) if named["reservation"] else []
         )
         if to_release:
-            triples = json.dumps([[item, location, units] for (item, location), units in sorted(to_release.items())])
-            reservation_rows += await self._all(ANONYMOUS_TO_RELEASE, (triples,))
+            pairs = json.dumps(sorted(to_release))
+            reservation_rows += await self._all(ANONYMOUS_TO_RELEASE, (pairs, max(to_release.values())))
         touched = {(e.item_id, location) for e in everything for location in BY_EVENT_TYPE[e.event_type].touches(e)}
         # The locations of the records the batch names: a receive moves stock at its transfer's
         # destination, a commit at its reservation's location.
