@@ -33,15 +33,26 @@ from app.http.security_headers import with_security_headers
 from app.http.stream_limits import StreamLimiter
 from app.http.swagger import VendoredSwagger
 from app.http.wrappers import head_as_get, with_log_context
+from app.queries.audit import AuditController, audit_csv
 from app.queries.controllers import ItemQueryController
+from app.queries.low_stock import LowStockController
 from app.queries.store_day import StoreDayController
 from app.queries.stream import ChangeStream, stream_changes
 from app.system.controllers import LoginBody, SystemController, metrics
+from app.system.kiosk_controller import KioskLinkBody, KioskLinkController, document_kiosk_rules
+from app.system.users_controller import CLOSED_BODIES as USER_BODIES
+from app.system.users_controller import UsersController, document_user_rules
+from app.web.audit import AuditPageController
 from app.web.forms import DeadLetterFormController, form_routes
+from app.web.kiosk import KioskEntryController, KioskPageController
 from app.web.live import LiveUpdates, page_stream
-from app.web.pages import LoginController, PageController
+from app.web.login import LoginController
+from app.web.low_stock import LowStockPageController
+from app.web.pages import PageController
 from app.web.paths import STATIC
+from app.web.people import PeopleController
 from app.web.rendering import Renderer, build_environment
+from app.web.wall import WallController
 
 TITLES = {
     "all": "Inventory (all roles)",
@@ -57,12 +68,13 @@ def _value(obj: Any) -> Provide:
 
 def create_app(container: Container) -> Litestar:
     settings = container.settings
-    handlers: list[ControllerRouterHandler] = [SystemController, metrics, DeadLetterController]
+    handlers: list[ControllerRouterHandler] = [SystemController, UsersController, metrics, DeadLetterController]
     dependencies: dict[str, Provide] = {
         "settings": _value(settings),
         "users": _value(container.users),
         "tokens": _value(container.tokens),
         "revocations": _value(container.revocations),
+        "kiosk_links": _value(container.kiosk_links),
         "login_limiter": _value(container.login_limiter),
         "readiness": _value(container.readiness),
         "replayer": _value(container.replayer),
@@ -88,9 +100,20 @@ def create_app(container: Container) -> Litestar:
         handlers += [
             ItemQueryController,
             StoreDayController,
+            AuditController,
+            audit_csv,
+            LowStockController,
+            AuditPageController,
+            LowStockPageController,
             stream_changes,
             LoginController,
+            # Wall links open pages of this service: made, listed and entered here.
+            KioskLinkController,
+            KioskPageController,
+            KioskEntryController,
             PageController,
+            WallController,
+            PeopleController,
             page_stream,
         ]
         dependencies["queries"] = _value(container.queries)
@@ -114,7 +137,7 @@ def create_app(container: Container) -> Litestar:
         route_handlers=[Router("/", route_handlers=handlers)],
         dependencies=dependencies,
         plugins=plugins,
-        middleware=[authentication(container.tokens)],
+        middleware=[authentication(container.tokens, container.revocations, secure_cookies=settings.env == "prod")],
         before_send=[echo_request_id],
         exception_handlers={**COMMAND_EXCEPTION_HANDLERS, **EXCEPTION_HANDLERS},
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(environment)),
@@ -138,7 +161,9 @@ def create_app(container: Container) -> Litestar:
         debug=False,
         logging_config=None,  # app.logs configures logging for the process
     )
-    document_rules(app, settings, closed_bodies=(LoginBody,))
+    document_rules(app, settings, closed_bodies=(LoginBody, KioskLinkBody, *USER_BODIES))
+    document_user_rules(app, settings)
+    document_kiosk_rules(app, settings)
     return app
 
 

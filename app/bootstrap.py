@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import aiosqlite
 
+from app.auth.kiosk import KioskLinks
 from app.auth.login_limits import LoginLimiter
 from app.auth.revocation import Revocations
 from app.auth.roles import Role
@@ -71,6 +72,7 @@ class Container:
     tokens: TokenService
     login_limiter: LoginLimiter
     revocations: Revocations
+    kiosk_links: KioskLinks
     commands: CommandService | None = None
     command_store: CommandStore | None = None
     waiter: OutcomeWaiter | None = None
@@ -97,6 +99,7 @@ class Container:
         if self.inventory is not None:
             await self.inventory.open()
         await self.users.open()
+        await self.kiosk_links.open()
         await self.revocations.refresh()
         self._spawn(self.revocations.run(), "token-revocations")
         if self.command_store is not None:
@@ -126,6 +129,7 @@ class Container:
         if self.inventory is not None:
             await self.inventory.close()
         await self.users.close()
+        await self.kiosk_links.close()
         await self.reader.close()
         await self.cache.close()
         await self.event_log.stop()
@@ -245,7 +249,8 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
     cache = build_cache(settings)
     reader = InventoryReader(settings.inventory_db)
     users = UserStore(settings.users_db)
-    revocations = Revocations(users)
+    kiosk_links = KioskLinks(settings.users_db)
+    revocations = Revocations(users, links=kiosk_links)
     container = Container(
         settings=settings,
         role=role,
@@ -256,6 +261,7 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
         tokens=TokenService(settings.jwt_secret, settings.jwt_ttl_seconds, revocations),
         login_limiter=LoginLimiter(settings.login_attempts_per_minute),
         revocations=revocations,
+        kiosk_links=kiosk_links,
     )
     has = container.has
     container.replayer = DeadLetterReplayer(reader, event_log)

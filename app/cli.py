@@ -82,8 +82,19 @@ async def _users(args: argparse.Namespace) -> int:
     try:
         name = getattr(args, "name", "").lower()
         if args.users_command == "add":
-            await store.add(name, Role(args.role), args.password or _ask_password())
-            print(f"added {name} ({args.role})")
+            password = args.password or _ask_password()
+            user = await store.add(
+                name,
+                Role(args.role),
+                password,
+                locations=_codes(args.locations or ""),
+                known_locations=settings.locations,
+            )
+            print(f"added {name} ({args.role}, {_where(user.locations)})")
+        elif args.users_command == "set-locations":
+            given = "" if args.codes.strip().lower() == "all" else args.codes
+            limited = await store.set_locations(name, _codes(given), known_locations=settings.locations)
+            print(f"{name} may act at {_where(limited)}")
         elif args.users_command == "passwd":
             await store.set_password(name, args.password or _ask_password())
             print(f"password changed for {name}")
@@ -98,13 +109,23 @@ async def _users(args: argparse.Namespace) -> int:
             print(f"removed {name}")
         else:
             for user in await store.list():
+                # A column for what is not the usual only: scripts reading name, role, created go on.
                 state = "\tdisabled" if user.disabled else ""
-                print(f"{user.username}\t{user.role.value}\t{user.created_at}{state}")
+                only = f"\tlocations={','.join(user.locations)}" if user.locations else ""
+                print(f"{user.username}\t{user.role.value}\t{user.created_at}{state}{only}")
     except UserError as exc:
         return _fail(str(exc))
     finally:
         await store.close()
     return 0
+
+
+def _codes(text: str) -> list[str]:
+    return [code for code in text.replace(",", " ").split() if code]
+
+
+def _where(locations: Sequence[str]) -> str:
+    return ",".join(locations) or "all locations"
 
 
 def _ask_password() -> str:
@@ -315,6 +336,12 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--role", choices=[r.value for r in Role], required=True)
     add.add_argument("--password", help="omit to be asked (or read one line from stdin)")
+    add.add_argument("--locations", help="comma-separated location codes the user may act at (default: every location)")
+    set_locations = user_commands.add_parser(
+        "set-locations", help="limit a user to some locations, or 'all' (its tokens end)"
+    )
+    set_locations.add_argument("name")
+    set_locations.add_argument("codes", help="comma-separated location codes, or 'all'")
     passwd = user_commands.add_parser("passwd", help="change a password")
     passwd.add_argument("name")
     passwd.add_argument("--password")

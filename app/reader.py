@@ -11,13 +11,16 @@ import asyncio
 import itertools
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import aiosqlite
 
+from app.domain import search
+from app.domain.audit import AuditEntry
+from app.domain.low_stock import low_ranks
 from app.domain.model import Item, StockLevel
 from app.domain.records import HistoryEntry, ItemView, LevelView, OutcomeChange, ReservationView, TransferView
 from app.domain.views import (
@@ -79,9 +82,81 @@ class ItemPage:
         return (self.total + self.page_size - 1) // self.page_size
 
 
+# app/domain/rules.py:attention_rank in SQL, over a level ``s`` of item ``i``; the default
+# threshold is the one parameter it takes.
+ATTENTION_ORDER = (
+    "CASE WHEN s.quantity - s.reserved <= 0 THEN 0"
+    " WHEN s.quantity - s.reserved <= COALESCE(i.low_stock_threshold, :default_threshold) THEN 1 ELSE 2 END,"
+    " (s.quantity - s.reserved) - COALESCE(i.low_stock_threshold, :default_threshold)"
+)
+
+# The wall's order (app/domain/wall.py:tile_rank and tile_key): ATTENTION_ORDER's groups, how
+# far below the threshold inside the out and low groups only, then by name, so the tiles that
+# need nothing keep their places from one rotation to the next while their stock moves.
+_AVAILABLE = "(s.quantity - s.reserved)"
+# Numbered parameters (the reads take a sequence): ?1 the locations (JSON), ?2 the default
+# threshold, ?3 and ?4 the page's limit and offset.
+_LIMIT = "COALESCE(i.low_stock_threshold, ?2)"
+_GROUP = f"CASE WHEN {_AVAILABLE} <= 0 THEN 0 WHEN {_AVAILABLE} <= {_LIMIT} THEN 1 ELSE 2 END"
+WALL_ORDER = (
+    f"{_GROUP}, CASE WHEN {_AVAILABLE} <= {_LIMIT} THEN {_AVAILABLE} - {_LIMIT} ELSE 0 END, "
+    "i.name COLLATE NOCASE, i.sku, s.location"
+)
+# Out or low (stock_state is not "ok"): nothing available, or at most the threshold.
+NEEDS_ATTENTION = f"{_AVAILABLE} <= MAX(0, {_LIMIT})"
+
+
+@dataclass(frozen=True)
+class WallPage:
+    """One screen of a wall: its tiles (each an item at one of the wall's locations, in wall
+    order) and the counts of the whole wall."""
+
+    tiles: list[ItemView]
+    out: int
+    low: int
+    total: int
+    # How many tiles the wall pages through: every level, or only the out and low ones.
+    shown: int
+    page: int
+    page_size: int
+
+    @property
+    def total_pages(self) -> int:
+        return max(1, (self.shown + self.page_size - 1) // self.page_size)
+
+
+# The low-stock read walks rank by rank up to this many ranks (about the highest threshold in
+# use), then sorts instead (InventoryReader.low_levels).
+MAX_RANK_WALK = 200
+
+
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def fts_match(words: Sequence[str]) -> str:
+    """A full-text query (FTS5) in which every word is a quoted phrase, all of them required. In a
+    quoted phrase nothing is syntax (no operator, column filter or prefix star) but the quote
+    itself, written twice: no input can change the query's meaning or break it."""
+    return " AND ".join('"' + word.replace('"', '""') + '"' for word in words)
+
+
+def item_search(q: str | None) -> tuple[list[str], list[Any]]:
+    """The conditions on items ``i`` for a search (app/domain/search.py): the words of three
+    letters or more through the trigram index (items_search, app/listener/schema.py), shorter
+    ones by a LIKE over the rows the index left (or over every row when all words are short)."""
+    words = search.search_words(q)
+    where: list[str] = []
+    params: list[Any] = []
+    indexed = search.indexed_words(words)
+    if indexed:
+        where.append("i.rowid IN (SELECT rowid FROM items_search WHERE items_search MATCH ?)")
+        params.append(fts_match(indexed))
+    for word in search.short_words(words):
+        where.append("(i.sku LIKE ? ESCAPE '\\' OR i.name LIKE ? ESCAPE '\\')")
+        params += [_like(word), _like(word)]
+    return where, params
 
 
 class InventoryReader:
@@ -182,9 +257,9 @@ class InventoryReader:
         is empty, see docs/decisions.md)."""
         where = ["i.deleted_at IS NULL"]
         params: list[Any] = []
-        if q:
-            where.append("(i.sku LIKE ? ESCAPE '\\' OR i.name LIKE ? ESCAPE '\\')")
-            params += [_like(q), _like(q)]
+        search_where, search_params = item_search(q)
+        where += search_where
+        params += search_params
         page_params = [page_size, (page - 1) * page_size]
         if location:
             source = "stock_levels s JOIN items i ON i.id = s.item_id"
@@ -209,6 +284,60 @@ class InventoryReader:
             items = assemble_items(rows, ())
             views = [with_levels(summary_view(item), []) for item in items.values()]
         return ItemPage(views, int(total_rows[0][0]), page, page_size)
+
+    async def wall_page(
+        self,
+        locations: Sequence[str],
+        *,
+        attention_only: bool,
+        default_threshold: int,
+        page: int,
+        page_size: int,
+        sku_prefix: str = "",
+    ) -> WallPage:
+        """One screen of a wall over these locations: their live items' levels, most urgent
+        first (WALL_ORDER), one tile per item and location, and the wall's counts. Read through
+        the (location, item_id) index of stock_levels, so a wall costs what its stores hold,
+        whatever the size of the chain. A page past the end has no tiles."""
+        params = [json.dumps(list(locations)), default_threshold, page_size, (page - 1) * page_size]
+        source = (
+            "stock_levels s JOIN items i ON i.id = s.item_id "
+            "WHERE s.location IN (SELECT value FROM json_each(?1)) AND i.deleted_at IS NULL"
+        )
+        if sku_prefix:
+            # ?5: a department's wall (LIKE is case-insensitive for ASCII, like the domain's sku_on).
+            source += " AND i.sku LIKE ?5 ESCAPE '\\'"
+            params.append(_like(sku_prefix)[1:])
+        counts = await self.rows(
+            f"SELECT COALESCE(SUM({_AVAILABLE} <= 0), 0), "
+            f"COALESCE(SUM({_AVAILABLE} > 0 AND {_AVAILABLE} <= {_LIMIT}), 0), COUNT(*) FROM {source}",
+            params if sku_prefix else params[:2],  # SQLite wants every numbered parameter up to the last
+        )
+        out, low, total = (int(value) for value in counts[0])
+        condition = f" AND {NEEDS_ATTENTION}" if attention_only else ""
+        rows = await self.rows(
+            f"SELECT {ITEM_COLUMNS_OF_I}, {LEVEL_COLUMNS_OF_S} FROM {source}{condition} "
+            f"ORDER BY {WALL_ORDER} LIMIT ?3 OFFSET ?4",
+            params,
+        )
+        # Row by row, not grouped by item: a regional wall has a tile per item and location.
+        location_column = len(ITEM_COLUMNS.split(",")) + 1
+        tiles = [
+            at_location(item_view(item), row[location_column])
+            for row in rows
+            for item in _items_with_levels([row]).values()
+        ]
+        return WallPage(tiles, out, low, total, out + low if attention_only else total, page, page_size)
+
+    async def history_newer_cursor(self, item_id: str, *, after: int, limit: int) -> int | None:
+        """The ``before`` cursor of the page of ``limit`` history entries just newer than entry
+        ``after`` (None when fewer than ``limit`` are newer: that page is the newest one). A walk
+        of the (item_id, id) index from ``after``, not of the whole history."""
+        rows = await self.rows(
+            "SELECT id FROM history WHERE item_id = ? AND id > ? ORDER BY id LIMIT 1 OFFSET ?",
+            (item_id, after, limit - 1),
+        )
+        return int(rows[0][0]) + 1 if rows else None
 
     async def history(self, item_id: str, *, limit: int, before: int | None) -> list[HistoryEntry]:
         rows = await self.rows(
@@ -310,6 +439,192 @@ class InventoryReader:
         rows = await self.rows("SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM changes")
         return int(rows[0][0]), int(rows[0][1])
 
+    async def named_rows(self, sql: str, params: Mapping[str, Any]) -> list[sqlite3.Row]:
+        """``rows`` for statements with named parameters (ATTENTION_ORDER's :default_threshold)."""
+        conn = await self.connection()
+        try:
+            async with conn.execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                raise ReadModelUnavailable("the inventory database is not initialised yet") from None
+            raise ReadModelUnavailable(f"inventory database read failed: {exc}") from None
+
+    # --- the audit log and low stock across the chain (app/queries/audit.py, low_stock.py) ---
+
+    async def audit_applied(
+        self, where: AuditWhere, *, before: int | None, limit: int, item_id: str | None = None
+    ) -> list[AuditEntry]:
+        """History rows newest first by id, before ``before``: each filter walks its index of
+        history ((actor, id), (location, id), (reason, id), (item_id, id)), never OFFSET."""
+        conditions, params = _audit_conditions(where, "h", reason_column="h.reason")
+        if item_id is not None:
+            conditions.append("h.item_id = ?")
+            params.append(item_id)
+        rows = await self.rows(
+            f"SELECT {AUDIT_APPLIED_COLUMNS} FROM history h LEFT JOIN items i ON i.id = h.item_id "
+            f"WHERE h.id < ? {''.join(' AND ' + c for c in conditions)} ORDER BY h.id DESC LIMIT ?",
+            [before if before is not None else 2**62, *params, limit],
+        )
+        return [_applied_entry(row) for row in rows]
+
+    async def audit_rejected(
+        self, where: AuditWhere, *, before: tuple[str, str] | None, limit: int, item_id: str | None = None
+    ) -> list[AuditEntry]:
+        """Rejected commands newest first, along the partial index of rejections."""
+        conditions, params = _audit_conditions(where, "o", reason_column="o.reason")
+        if item_id is not None:
+            conditions.append("o.item_id = ?")
+            params.append(item_id)
+        if before is not None:
+            conditions.append("(o.processed_at, o.command_id) < (?, ?)")
+            params += list(before)
+        rows = await self.rows(
+            f"SELECT {AUDIT_REJECTED_COLUMNS} FROM command_outcomes o LEFT JOIN items i ON i.id = o.item_id "
+            f"WHERE o.status = 'rejected' {''.join(' AND ' + c for c in conditions)} "
+            "ORDER BY o.processed_at DESC, o.command_id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [_rejected_entry(row) for row in rows]
+
+    async def audit_applied_of_item(self, item_id: str, *, after: int) -> list[AuditEntry]:
+        """An item's history rows after ``after``, oldest first (what a change just wrote)."""
+        rows = await self.rows(
+            f"SELECT {AUDIT_APPLIED_COLUMNS} FROM history h LEFT JOIN items i ON i.id = h.item_id "
+            "WHERE h.item_id = ? AND h.id > ? ORDER BY h.id LIMIT 100",
+            (item_id, after),
+        )
+        return [_applied_entry(row) for row in rows]
+
+    async def audit_rejection(self, command_id: str) -> AuditEntry | None:
+        rows = await self.rows(
+            f"SELECT {AUDIT_REJECTED_COLUMNS} FROM command_outcomes o LEFT JOIN items i ON i.id = o.item_id "
+            "WHERE o.command_id = ? AND o.status = 'rejected'",
+            (command_id,),
+        )
+        return _rejected_entry(rows[0]) if rows else None
+
+    async def last_history_id(self) -> int:
+        rows = await self.rows("SELECT COALESCE(MAX(id), 0) FROM history")
+        return int(rows[0][0])
+
+    async def item_id_of_sku(self, sku: str) -> str | None:
+        """The item a SKU names: the live one, else the one that had it most recently (its
+        history stays when it is deleted)."""
+        rows = await self.rows(
+            "SELECT id FROM items WHERE sku = ? ORDER BY deleted_at IS NULL DESC, deleted_at DESC LIMIT 1", (sku,)
+        )
+        return rows[0][0] if rows else None
+
+    async def low_levels(
+        self, *, locations: Sequence[str] | None, default_threshold: int, limit: int, offset: int
+    ) -> tuple[list[LowLevel], int]:
+        """Levels low or out (at these locations; None: anywhere), most urgent first as
+        ATTENTION_ORDER ranks them (then by SKU and location), and how many there are.
+
+        The rank depends on each item's threshold, so no index holds that order, and sorting
+        every low level of a large chain costs about a second. But a rank takes few values
+        (``low_ranks``): the page is read rank by rank, each an ordered walk of the items by SKU
+        with one probe per item into stock_levels_item_available for its levels at exactly
+        that rank; the ranks before the page are only counted, index-only."""
+        if locations is not None and len(locations) == 1:
+            return await self._low_levels_at(locations[0], default_threshold, limit, offset)
+        where = "" if locations is None else " AND s.location IN (SELECT value FROM json_each(:locations))"
+        params: dict[str, Any] = {
+            "default_threshold": default_threshold,
+            "locations": json.dumps(list(locations or ())),
+        }
+        join = "FROM items i JOIN stock_levels s ON s.item_id = i.id AND s.quantity - s.reserved"
+        total = await self.named_rows(
+            f"SELECT COUNT(*) {join} <= {THRESHOLD} WHERE i.deleted_at IS NULL{where}", params
+        )
+        thresholds = await self.named_rows(
+            f"SELECT DISTINCT {THRESHOLD} FROM items i WHERE i.deleted_at IS NULL", params
+        )
+        in_force = sorted(int(row[0]) for row in thresholds)
+        # As many ranks as thresholds (out) plus the highest threshold (low): counted first.
+        if in_force and len(in_force) + max(in_force[-1], 0) > MAX_RANK_WALK:
+            # An item with a very high threshold makes the walk as long as that threshold: past
+            # this, one sort of the low levels costs less (it grows with them, not with a value).
+            rows = await self.named_rows(
+                f"SELECT {LOW_COLUMNS} {join} <= {THRESHOLD} WHERE i.deleted_at IS NULL{where} "
+                f"ORDER BY {ATTENTION_ORDER}, i.sku, s.location LIMIT :limit OFFSET :offset",
+                {**params, "limit": limit, "offset": offset},
+            )
+            return [LowLevel(*row) for row in rows], int(total[0][0])
+        found: list[LowLevel] = []
+        skip = offset
+        for group, rank in low_ranks(in_force):
+            if len(found) >= limit:
+                break
+            rank_params = {**params, "k": rank, "g": group}
+            at_rank = f"{join} = {THRESHOLD} + :k WHERE i.deleted_at IS NULL AND {LOW_GROUP} = :g{where}"
+            if skip:
+                count = int((await self.named_rows(f"SELECT COUNT(*) {at_rank}", rank_params))[0][0])
+                if skip >= count:
+                    skip -= count
+                    continue
+            rows = await self.named_rows(
+                f"SELECT {LOW_COLUMNS} {at_rank} ORDER BY i.sku, s.location LIMIT :limit OFFSET :offset",
+                {**rank_params, "limit": limit - len(found), "offset": skip},
+            )
+            found += [LowLevel(*row) for row in rows]
+            skip = 0
+        return found, int(total[0][0])
+
+    async def _low_levels_at(
+        self, location: str, default_threshold: int, limit: int, offset: int
+    ) -> tuple[list[LowLevel], int]:
+        """One store's: its part of stock_levels_location_available, walked up to the highest
+        threshold in use (no level above it can be low), then the few low ones sorted."""
+        bound = await self.rows(
+            f"SELECT MAX({THRESHOLD.replace(':default_threshold', '?')}) FROM items i WHERE i.deleted_at IS NULL",
+            (default_threshold,),
+        )
+        ceiling = bound[0][0] if bound and bound[0][0] is not None else default_threshold
+        source = (
+            "FROM stock_levels s JOIN items i ON i.id = s.item_id "
+            "WHERE s.location = :location AND s.quantity - s.reserved <= :ceiling AND i.deleted_at IS NULL "
+            f"AND s.quantity - s.reserved <= {THRESHOLD}"
+        )
+        params: dict[str, Any] = {
+            "location": location,
+            "ceiling": max(int(ceiling), 0),
+            "default_threshold": default_threshold,
+        }
+        total = await self.named_rows(f"SELECT COUNT(*) {source}", params)
+        rows = await self.named_rows(
+            f"SELECT {LOW_COLUMNS} {source} ORDER BY {ATTENTION_ORDER}, i.sku, s.location LIMIT :limit OFFSET :offset",
+            {**params, "limit": limit, "offset": offset},
+        )
+        return [LowLevel(*row) for row in rows], int(total[0][0])
+
+    async def levels_of_item(self, item_id: str) -> list[LevelView]:
+        """Every level of an item: a range of the primary key (at most one per location)."""
+        rows = await self.rows(
+            f"SELECT {LEVEL_COLUMNS} FROM stock_levels WHERE item_id = ? ORDER BY location", (item_id,)
+        )
+        return assemble_levels(rows)
+
+    async def best_sources(self, item_ids: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
+        """For each item, its two locations with the most available, most first: one statement
+        over the items' levels, read by primary key (item_id, location). Two, so a store that is
+        itself the best is shown the next best."""
+        if not item_ids:
+            return {}
+        rows = await self.rows(
+            "SELECT item_id, location, available FROM ("
+            " SELECT item_id, location, quantity - reserved AS available, ROW_NUMBER() OVER ("
+            "  PARTITION BY item_id ORDER BY quantity - reserved DESC, location) AS n"
+            " FROM stock_levels WHERE item_id IN (SELECT value FROM json_each(?))"
+            ") WHERE n <= 2 ORDER BY item_id, n",
+            (json.dumps(list(item_ids)),),
+        )
+        found: dict[str, list[tuple[str, int]]] = {}
+        for item_id, location, available in rows:
+            found.setdefault(item_id, []).append((location, int(available)))
+        return found
+
 
 def _filters(*, item_id: str | None, state: str | None) -> tuple[list[str], list[Any]]:
     where: list[str] = []
@@ -319,6 +634,89 @@ def _filters(*, item_id: str | None, state: str | None) -> tuple[list[str], list
             where.append(f"{column} = ?")
             params.append(value)
     return where, params
+
+
+# The columns of an audit entry: an applied change (a history row) and a rejected command.
+AUDIT_APPLIED_COLUMNS = (
+    "h.id, h.applied_at, h.actor, h.event_type, h.item_id, h.command_id, i.sku, i.name, h.location, h.occurred_at, "
+    "h.quantity_delta, h.reserved_delta, h.quantity_after, h.reserved_after, h.item_version, h.reason, "
+    "h.reference, h.note"
+)
+AUDIT_REJECTED_COLUMNS = (
+    "o.processed_at, o.actor, o.event_type, o.item_id, o.command_id, i.sku, i.name, o.location, o.submitted_at, "
+    "o.reason, o.message"
+)
+
+
+@dataclass(frozen=True)
+class AuditWhere:
+    """The audit filters that are plain column equalities (the item is resolved beforehand)."""
+
+    actor: str | None = None
+    location: str | None = None
+    reason: str | None = None
+    event_type: str | None = None
+
+
+def _audit_conditions(where: AuditWhere, table: str, *, reason_column: str) -> tuple[list[str], list[Any]]:
+    conditions: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        (f"{table}.actor", where.actor),
+        (f"{table}.location", where.location),
+        (reason_column, where.reason),
+        (f"{table}.event_type", where.event_type),
+    ):
+        if value is not None:
+            conditions.append(f"{column} = ?")
+            params.append(value)
+    return conditions, params
+
+
+def _applied_entry(row: Sequence[Any]) -> AuditEntry:
+    (
+        entry_id, at, actor, event_type, item_id, command_id, sku, name, location, occurred_at,
+        quantity_delta, reserved_delta, quantity_after, reserved_after, version, reason, reference, note,
+    ) = row  # fmt: skip
+    return AuditEntry(
+        kind="applied", at=at, actor=actor, event_type=event_type, item_id=item_id, command_id=command_id,
+        sku=sku, name=name, location=location, id=entry_id, occurred_at=occurred_at,
+        quantity_delta=quantity_delta, reserved_delta=reserved_delta, quantity_after=quantity_after,
+        reserved_after=reserved_after, version=version, reason=reason, reference=reference, note=note,
+    )  # fmt: skip
+
+
+def _rejected_entry(row: Sequence[Any]) -> AuditEntry:
+    at, actor, event_type, item_id, command_id, sku, name, location, submitted_at, reason, message = row
+    return AuditEntry(
+        kind="rejected", at=at, actor=actor, event_type=event_type, item_id=item_id, command_id=command_id,
+        sku=sku, name=name, location=location, occurred_at=submitted_at, reason=reason, message=message,
+    )  # fmt: skip
+
+
+# Low stock (InventoryReader.low_levels): a level ``s`` of item ``i``, the threshold in force,
+# and the first part of ATTENTION_ORDER (0: out of stock, 1: low).
+THRESHOLD = "COALESCE(i.low_stock_threshold, :default_threshold)"
+LOW_GROUP = "CASE WHEN s.quantity - s.reserved <= 0 THEN 0 ELSE 1 END"
+LOW_COLUMNS = "i.id, i.sku, i.name, i.low_stock_threshold, s.location, s.quantity, s.reserved, s.updated_at"
+
+
+@dataclass(frozen=True)
+class LowLevel:
+    """A level that is low or out, with what the low-stock page names it by."""
+
+    item_id: str
+    sku: str
+    name: str
+    low_stock_threshold: int | None
+    location: str
+    quantity: int
+    reserved: int
+    updated_at: str
+
+    @property
+    def available(self) -> int:
+        return self.quantity - self.reserved
 
 
 def _items_with_levels(rows: Sequence[Sequence[Any]]) -> dict[str, Item]:

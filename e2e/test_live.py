@@ -25,7 +25,7 @@ from tests.support.stack import Stack
 
 def test_the_wall_tile_changes_live_after_a_reserve_from_the_dashboard(logged_in: LoggedIn, api: Api, tag: str) -> None:
     item = api.create_item(f"{tag}-WALL", "Sourdough loaf", quantity=10, location="MAIN")
-    wall = logged_in("viewer", "/wall?location=MAIN")
+    wall = logged_in("viewer", f"/wall?location=MAIN&sku={tag}")
     tile = wall.locator(f"article#tile-{item['id']}")
     expect(tile_available(wall, item["id"])).to_have_text("10")
     expect(tile).to_have_class(re.compile(r"\bok\b"))

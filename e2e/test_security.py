@@ -96,10 +96,11 @@ def test_markup_in_item_data_is_shown_as_text_on_the_dashboard_item_page_and_wal
 
     goto_live(page, f"/items/{item['id']}")
     panel = page.locator("#item-panel")
-    expect(panel.locator("hgroup p")).to_have_text(f"{SCRIPT_NAME} — {IMG_DESCRIPTION}")
+    expect(panel.locator("#item-title .item-name")).to_have_text(SCRIPT_NAME)
+    expect(panel.locator("hgroup p")).to_have_text(IMG_DESCRIPTION)
     expect(panel.locator("script, img")).to_have_count(0)
 
-    goto_live(page, "/wall?location=MAIN")
+    goto_live(page, f"/wall?location=MAIN&sku={tag}")
     tile = page.locator(f"article#tile-{item['id']}")
     expect(tile.locator(".tile-name")).to_have_text(SCRIPT_NAME)
     expect(tile.locator("script")).to_have_count(0)

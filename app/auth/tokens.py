@@ -26,9 +26,21 @@ class Principal:
     session: str = ""
     issued_at: int = 0
     expires_at: int = 0
+    # The locations this principal may act on and open pages for; empty: every location.
+    locations: frozenset[str] = frozenset()
+    # "user": a person who logged in. "kiosk": a read-only wall link (app/auth/kiosk.py), which
+    # may open only its wall and the wall's stream.
+    kind: str = "user"
 
     def can(self, needed: Role) -> bool:
         return self.role.includes(needed)
+
+    @property
+    def is_kiosk(self) -> bool:
+        return self.kind == "kiosk"
+
+    def may_act_at(self, location: str) -> bool:
+        return not self.locations or location in self.locations
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,14 @@ class IssuedToken:
     token: str
     expires_in: int
     expires_at: int
+
+
+def _locations(claim: object) -> frozenset[str]:
+    if claim is None:
+        return frozenset()
+    if not isinstance(claim, list) or not all(isinstance(code, str) for code in claim):
+        raise ValueError("bad loc claim")
+    return frozenset(claim)
 
 
 class InvalidToken(ValueError):
@@ -61,7 +81,7 @@ class TokenService:
     def issue(self, principal: Principal, *, now: float | None = None) -> IssuedToken:
         issued = int(now if now is not None else time.time())
         expires = issued + self._ttl
-        claims = {
+        claims: dict[str, object] = {
             "sub": principal.username,
             "role": principal.role.value,
             "iat": issued,
@@ -70,6 +90,8 @@ class TokenService:
             "jti": secrets.token_hex(8),
             "ep": principal.epoch,
         }
+        if principal.locations:
+            claims["loc"] = sorted(principal.locations)
         return IssuedToken(jwt.encode(claims, self._secret, algorithm=ALGORITHM), self._ttl, expires)
 
     def verify(self, token: str) -> Principal:
@@ -108,6 +130,7 @@ class TokenService:
                 session=str(claims.get("jti", "")),
                 issued_at=int(claims["iat"]),
                 expires_at=int(claims["exp"]),
+                locations=_locations(claims.get("loc")),
             )
             return principal, float(claims["exp"])
         except jwt.ExpiredSignatureError:

@@ -22,6 +22,7 @@ from app.auth.tokens import Principal
 from app.commands.edge import answer
 from app.commands.outcomes import CommandStatus
 from app.commands.schemas import CommandAccepted
+from app.commands.scoping import ensure_in_scope
 from app.commands.service import REQUEST_ID_REPLAY_SECONDS, CommandService, Submission, request_fingerprint
 from app.domain.catalogue import (
     PUBLIC_COMMANDS,
@@ -46,9 +47,17 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 ERRORS = {
     400: ResponseSpec(ErrorBody, description="Invalid body or parameters, with per-field details"),
     401: ResponseSpec(ErrorBody, description="Missing, expired or invalid token"),
-    403: ResponseSpec(ErrorBody, description="Your role does not allow this command"),
+    403: ResponseSpec(
+        ErrorBody,
+        description="Your role does not allow this command, or you are limited to other locations "
+        "(details.reason location_not_allowed or every_location_needed, details.location)",
+    ),
     404: ResponseSpec(ErrorBody, description="No such item (or rejected unknown_item after waiting)"),
-    409: ResponseSpec(ErrorBody, description="SKU taken, or rejected after waiting (reason in details)"),
+    409: ResponseSpec(
+        ErrorBody,
+        description="SKU taken, rejected after waiting (reason in details), or record_not_known_yet "
+        "(a location-limited user named a transfer or reservation not in the read model yet: retry)",
+    ),
     413: ResponseSpec(ErrorBody, description="Body too large"),
     415: ResponseSpec(ErrorBody, description="Body is not application/json"),
     422: ResponseSpec(ErrorBody, description="Idempotency-Key reused with another request"),
@@ -103,6 +112,8 @@ async def _submit(
     idempotency_key: str | None,
     if_match: str | None,
 ) -> Response[bytes]:
+    # A store-limited user's command elsewhere is refused before anything is published.
+    await ensure_in_scope(service, request.user, command)
     key = idempotency_key
     lifetime: float = IDEMPOTENCY_KEY_SECONDS
     if key is not None and not IDEMPOTENCY_KEY.match(key):

@@ -14,7 +14,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.types import ExceptionHandlersMap
 
-from app.commands.errors import CommandRefused, IdempotencyKeyReused, Overloaded, SkuTaken, UnknownItem
+from app.commands.errors import CommandRefused, IdempotencyKeyReused, OutOfScope, Overloaded, SkuTaken, UnknownItem
 from app.commands.service import (
     Accepted,
     AnsweredBefore,
@@ -119,6 +119,8 @@ def refusal_error(exc: CommandRefused) -> ApiError:
             return ApiError(422, exc.message, details={"command_id": exc.command_id})
         case Overloaded():
             return unavailable(exc.message)
+        case OutOfScope():
+            return ApiError(403, exc.message, details={"reason": exc.reason, "location": exc.location})
     return ApiError(409, exc.message, details={"reason": exc.reason})
 
 

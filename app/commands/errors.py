@@ -42,3 +42,19 @@ class Overloaded(CommandRefused):
     """This process holds as many unanswered commands as it may; nothing was accepted."""
 
     reason = "overloaded"
+
+
+class OutOfScope(CommandRefused):
+    """The user is limited to other locations (app/domain/scope.py); nothing was published."""
+
+    def __init__(self, reason: str, message: str, location: str | None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.location = location
+
+
+class RecordNotKnownYet(CommandRefused):
+    """A limited user named a transfer or reservation the read model does not hold yet: where it
+    is cannot be checked, so the command is refused until it can (a retry a moment later)."""
+
+    reason = "record_not_known_yet"

@@ -32,6 +32,7 @@ from app.commands.store import AcceptedCommand, CommandLookup, CommandStore, Ide
 from app.domain.catalogue import BY_EVENT_TYPE, CommandRequest, Places, decode_event
 from app.domain.events import Event, EventType, encode_event
 from app.domain.records import ItemView
+from app.domain.scope import RecordPlaces
 from app.eventlog.base import EventLog, LogUnavailable, Message
 from app.logs import command_id_var
 from app.metrics import COMMANDS_ACCEPTED, COMMANDS_REFUSED, track_size
@@ -192,6 +193,20 @@ class CommandService:
             await self.ensure_sku_free(sku)
         else:
             await self.ensure_item_exists(command.item_id, command.event_type)
+
+    async def record_places(self, kind: str, record_id: str) -> RecordPlaces | None:
+        """Where a transfer (from, to) or a reservation (its location) is, as the read model knows
+        it; None when it does not (yet), or cannot be read."""
+        sql = (
+            "SELECT from_location, to_location FROM transfers WHERE id = ?"
+            if kind == "transfer"
+            else "SELECT location, location FROM reservations WHERE id = ?"
+        )
+        try:
+            rows = await self._reader.rows(sql, (record_id,))
+        except ReadModelUnavailable:
+            return None
+        return RecordPlaces(str(rows[0][0]), str(rows[0][1])) if rows else None
 
     async def _pending_create(self, *, item_id: str | None = None, sku: str | None = None) -> bool:
         for accepted in await self._lookup.pending_creates(item_id=item_id, sku=sku):

@@ -51,6 +51,16 @@ def stock_state(available: int, threshold: int | None, default_threshold: int) -
     return StockState.LOW if available <= limit else StockState.OK
 
 
+def attention_rank(available: int, threshold: int | None, default_threshold: int) -> tuple[int, int]:
+    """How urgently a level needs attention, most urgent smallest: out of stock first, then low
+    ones by how far below their threshold they are, then the rest. The walls and the low-stock
+    page order by it; app/reader.py:ATTENTION_ORDER is the same rule in SQL."""
+    limit = default_threshold if threshold is None else threshold
+    state = stock_state(available, threshold, default_threshold)
+    group = {StockState.OUT: 0, StockState.LOW: 1, StockState.OK: 2}[state]
+    return group, available - limit
+
+
 def moment_text(moment: datetime) -> str:
     """The one time format of the API and the data (RFC 3339, UTC, milliseconds): moments in it
     compare correctly as text."""

@@ -15,6 +15,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, Parameter, Reference, Schema
 
+from app.domain import audit
 from app.domain.catalogue import PUBLIC_COMMANDS, Places, body_types
 from app.domain.model import ReservationState, TransferState
 from app.domain.reservations import REFERENCE_MAX
@@ -75,6 +76,13 @@ def _parameter_rules(settings: Settings) -> dict[str, dict[str, Any]]:
         "reference": {"max_length": REFERENCE_MAX},
         "location": {"enum": list(settings.locations)},
         "sort": {"enum": list(SORTS)},
+        # The audit log's filters (app/domain/audit.py:parse_filters accepts exactly these).
+        "actor": {"max_length": audit.ACTOR_MAX},
+        "item": {"max_length": audit.ITEM_MAX},
+        "reason": {"pattern": r"^[A-Za-z][A-Za-z0-9_]{0,39}$"},
+        "event_type": {"enum": sorted(audit.EVENT_TYPES)},
+        "kind": {"enum": list(audit.KINDS)},
+        "cursor": {"pattern": audit.CURSOR_PATTERN},
     }
 
 

@@ -45,6 +45,10 @@ CREATE TABLE IF NOT EXISTS stock_levels (
 CREATE INDEX IF NOT EXISTS stock_levels_location ON stock_levels (location, item_id);
 -- A store's list sorted by what it has available walks this store's part of the index only.
 CREATE INDEX IF NOT EXISTS stock_levels_location_available ON stock_levels (location, quantity - reserved);
+-- Low stock across the chain (app/reader.py low_levels): an item's levels by what they have
+-- available, with the columns that make counting them an index-only walk.
+CREATE INDEX IF NOT EXISTS stock_levels_item_available
+    ON stock_levels (item_id, quantity - reserved, quantity, reserved);
 
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -69,6 +73,9 @@ CREATE TABLE IF NOT EXISTS history (
     expected INTEGER
 );
 CREATE INDEX IF NOT EXISTS history_item ON history (item_id, id);
+-- The audit log's filters (who, where), newest first: each walks its own part of an index.
+CREATE INDEX IF NOT EXISTS history_actor ON history (actor, id);
+CREATE INDEX IF NOT EXISTS history_location ON history (location, id);
 
 -- A store's day (version 4): transfers between locations and reservations, one row each.
 CREATE TABLE IF NOT EXISTS transfers (
@@ -180,6 +187,25 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+
+-- Search by several words: a trigram full-text index over the items' SKU and name (every word a
+-- substring of either, app/domain/search.py). It holds no copy of the text (content='items') and
+-- is kept in step by triggers inside the listener's own transaction; the update trigger fires
+-- only when the SKU or name changed, so a stock change (most writes) costs nothing here.
+CREATE VIRTUAL TABLE IF NOT EXISTS items_search USING fts5(
+    sku, name, content='items', content_rowid='rowid', tokenize='trigram'
+);
+CREATE TRIGGER IF NOT EXISTS items_search_insert AFTER INSERT ON items BEGIN
+    INSERT INTO items_search (rowid, sku, name) VALUES (new.rowid, new.sku, new.name);
+END;
+CREATE TRIGGER IF NOT EXISTS items_search_delete AFTER DELETE ON items BEGIN
+    INSERT INTO items_search (items_search, rowid, sku, name) VALUES ('delete', old.rowid, old.sku, old.name);
+END;
+CREATE TRIGGER IF NOT EXISTS items_search_update AFTER UPDATE OF sku, name ON items
+    WHEN old.sku IS NOT new.sku OR old.name IS NOT new.name BEGIN
+    INSERT INTO items_search (items_search, rowid, sku, name) VALUES ('delete', old.rowid, old.sku, old.name);
+    INSERT INTO items_search (rowid, sku, name) VALUES (new.rowid, new.sku, new.name);
+END;
 """
 
 
@@ -189,6 +215,11 @@ INDEXES_ON_MIGRATED_COLUMNS = (
     # Chain-wide lists sorted by stock read the totals on the item row.
     "CREATE INDEX IF NOT EXISTS items_live_available ON items (quantity - reserved) WHERE deleted_at IS NULL",
     "CREATE INDEX IF NOT EXISTS items_live_quantity ON items (quantity) WHERE deleted_at IS NULL",
+    # The audit log's reason filter (history.reason is a version 4 column), and its rejected
+    # commands newest first: a few among every command's outcome.
+    "CREATE INDEX IF NOT EXISTS history_reason ON history (reason, id)",
+    "CREATE INDEX IF NOT EXISTS command_outcomes_rejected ON command_outcomes (processed_at, command_id) "
+    "WHERE status = 'rejected'",
 )
 
 
@@ -210,6 +241,7 @@ async def open_writer(path: str) -> aiosqlite.Connection:
     await _migrate(conn)
     for statement in INDEXES_ON_MIGRATED_COLUMNS:
         await conn.execute(statement)
+    await _fill_search_index(conn)
     await conn.execute(
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -247,6 +279,18 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
         columns = {row[1] for row in await cursor.fetchall()}
     if "in_transit" not in columns:
         await _migrate_to_store_day(conn)
+
+
+async def _fill_search_index(conn: aiosqlite.Connection) -> None:
+    """A file from before the search index has its items but an empty index: fill it once from
+    the items (the triggers keep it from then on). The mark in meta makes it once per file."""
+    async with conn.execute("SELECT 1 FROM meta WHERE key = 'items_search_filled'") as cursor:
+        if await cursor.fetchone() is not None:
+            return
+    await conn.execute("BEGIN IMMEDIATE")
+    await conn.execute("INSERT INTO items_search (items_search) VALUES ('rebuild')")
+    await conn.execute("INSERT INTO meta (key, value) VALUES ('items_search_filled', '1')")
+    await conn.execute("COMMIT")
 
 
 # Reserved units from before reservation records: each level's become one plain reservation.

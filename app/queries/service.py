@@ -10,16 +10,19 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Collection, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 import msgspec
 
 from app.cache.base import CachedItem, CacheUnavailable, ItemCache, ItemEntry, entry_for
+from app.domain.audit import AuditEntry, AuditFilters, Cursor, item_reference, merge_page
+from app.domain.low_stock import LowStockRow, low_row
 from app.domain.records import (
     Change,
     HistoryEntry,
+    ItemSummary,
     ItemView,
     LevelView,
     ReservationView,
@@ -30,7 +33,7 @@ from app.domain.records import (
 from app.domain.views import item_view, stock_view, summary_view, with_levels
 from app.jsontext import change_record
 from app.metrics import CACHE_LOOKUPS, track_size
-from app.reader import InventoryReader, ItemPage
+from app.reader import AuditWhere, InventoryReader, ItemPage, LowLevel, WallPage
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +192,30 @@ class QueryService:
     ) -> ItemPage:
         return await self._reader.list_items(page=page, page_size=page_size, q=q, location=location, sort=sort)
 
+    async def wall_page(
+        self,
+        locations: Sequence[str],
+        *,
+        attention_only: bool,
+        default_threshold: int,
+        page: int,
+        page_size: int,
+        sku_prefix: str = "",
+    ) -> WallPage:
+        """One screen of a stock wall, from SQLite: the order is over every level of the wall's
+        stores, which no cache holds. A page past the end (the wall shrank while it rotated) is
+        page 1."""
+        found = await self._reader.wall_page(
+            locations, attention_only=attention_only, default_threshold=default_threshold, page=page,
+            page_size=page_size, sku_prefix=sku_prefix,
+        )  # fmt: skip
+        if page > found.total_pages:
+            return await self._reader.wall_page(
+                locations, attention_only=attention_only, default_threshold=default_threshold, page=1,
+                page_size=page_size, sku_prefix=sku_prefix,
+            )  # fmt: skip
+        return found
+
     async def item_detail(
         self, item_id: str, *, history_rows: int, levels_page: int = 1, levels_page_size: int = 50
     ) -> ItemDetail:
@@ -243,6 +270,94 @@ class QueryService:
         if await self._reader.item_state(item_id) is None:
             raise ItemNotFound(item_id)
         return await self._reader.history(item_id, limit=limit, before=before)
+
+    # --- the audit log and low stock across the chain ----------------------------------------
+
+    async def audit_page(self, filters: AuditFilters, cursor: Cursor, limit: int) -> AuditPage:
+        """A page of the audit log, newest first, and the cursor of the next one. Each source is
+        read with one row more than the page, so the merge knows whether it goes on."""
+        resolved = await self.resolve_audit_item(filters)
+        if resolved is None:
+            return AuditPage([], None, filters, unknown_item=True)
+        where = _audit_where(resolved)
+        applied: list[AuditEntry] = []
+        rejected: list[AuditEntry] = []
+        if resolved.kind != "rejected":
+            applied = await self._reader.audit_applied(
+                where, before=cursor.history_before, limit=limit + 1, item_id=resolved.item_id
+            )
+        if resolved.kind != "applied":
+            rejected = await self._reader.audit_rejected(
+                where, before=cursor.rejected_before, limit=limit + 1, item_id=resolved.item_id
+            )
+        entries, next_cursor = merge_page(applied, rejected, cursor, limit)
+        return AuditPage(entries, next_cursor, resolved)
+
+    async def audit_batches(self, filters: AuditFilters, batch: int = 1000) -> AsyncIterator[list[AuditEntry]]:
+        """The whole (filtered) log in pages of ``batch``, for an export: one bounded read at a
+        time along the indexes, whatever the size of the log."""
+        cursor: Cursor | None = Cursor()
+        while cursor is not None:
+            page = await self.audit_page(filters, cursor, batch)
+            if page.entries:
+                yield page.entries
+            cursor = page.next_cursor
+
+    async def resolve_audit_item(self, filters: AuditFilters) -> AuditFilters | None:
+        """The filters with the item they name by id (an id as is, a SKU looked up); None when
+        the SKU names no item, so the log is empty rather than unfiltered."""
+        if filters.item is None:
+            return filters
+        item_id, sku = item_reference(filters.item)
+        if item_id is None:
+            item_id = await self._reader.item_id_of_sku(sku)
+            if item_id is None:
+                return None
+        return replace(filters, item_id=item_id)
+
+    async def audit_after(self, item_id: str, after: int) -> list[AuditEntry]:
+        """What the history of an item gained after ``after`` (a live page's newest entries)."""
+        return await self._reader.audit_applied_of_item(item_id, after=after)
+
+    async def audit_rejection(self, command_id: str) -> AuditEntry | None:
+        return await self._reader.audit_rejection(command_id)
+
+    async def last_history_id(self) -> int:
+        return await self._reader.last_history_id()
+
+    async def low_stock(
+        self, *, locations: Sequence[str] | None, default_threshold: int, page: int, page_size: int
+    ) -> LowStockPage:
+        """A page of the levels low or out at these locations, most urgent first, each with the
+        best other store to ask: one more statement for the whole page (by primary key)."""
+        levels, total = await self._reader.low_levels(
+            locations=locations, default_threshold=default_threshold, limit=page_size, offset=(page - 1) * page_size
+        )
+        ranked = await self._reader.best_sources(sorted({level.item_id for level in levels}))
+        rows = [
+            row
+            for level in levels
+            if (row := _low_row(level, default_threshold, ranked.get(level.item_id, []))) is not None
+        ]
+        return LowStockPage(rows, total, page, page_size)
+
+    async def low_stock_rows_of_item(
+        self, item: ItemSummary, locations: Collection[str], default_threshold: int
+    ) -> list[LowStockRow]:
+        """An item's levels low or out at these locations as the low-stock page shows them, from
+        one read of all its levels (which also ranks the stores to ask)."""
+        levels = await self._reader.levels_of_item(item.id)
+        ranked = sorted(((level.location, level.available) for level in levels), key=lambda pair: (-pair[1], pair[0]))
+        rows = [
+            low_row(
+                item_id=item.id, sku=item.sku, name=item.name, threshold=item.low_stock_threshold,
+                location=level.location, quantity=level.quantity, reserved=level.reserved,
+                updated_at=level.updated_at, default_threshold=default_threshold, ranked=ranked[:2],
+            )
+            for level in levels
+            if level.location in locations
+        ]  # fmt: skip
+        return [row for row in rows if row is not None]
 
     # --- cache --------------------------------------------------------------------------
 
@@ -309,3 +424,39 @@ class QueryService:
 
     def stock_view(self, view: ItemView) -> StockView:
         return stock_view(view)
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """A page of the audit log; ``filters`` with the item resolved to its id."""
+
+    entries: list[AuditEntry]
+    next_cursor: Cursor | None
+    filters: AuditFilters
+    unknown_item: bool = False
+
+
+@dataclass(frozen=True)
+class LowStockPage:
+    rows: list[LowStockRow]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def total_pages(self) -> int:
+        return (self.total + self.page_size - 1) // self.page_size
+
+
+def _audit_where(filters: AuditFilters) -> AuditWhere:
+    return AuditWhere(
+        actor=filters.actor, location=filters.location, reason=filters.reason, event_type=filters.event_type
+    )
+
+
+def _low_row(level: LowLevel, default_threshold: int, ranked: list[tuple[str, int]]) -> LowStockRow | None:
+    return low_row(
+        item_id=level.item_id, sku=level.sku, name=level.name, threshold=level.low_stock_threshold,
+        location=level.location, quantity=level.quantity, reserved=level.reserved, updated_at=level.updated_at,
+        default_threshold=default_threshold, ranked=ranked,
+    )  # fmt: skip

@@ -23,6 +23,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from app.auth.revocation import Revocations
 from app.auth.roles import Role
 from app.auth.tokens import Principal
 from app.domain import rules
@@ -30,6 +31,7 @@ from app.domain.catalogue import FieldError, InvalidCommand
 from app.domain.records import Change, decode_change
 from app.http.auth import requires
 from app.http.errors import ErrorBody
+from app.http.stream_end import until_ended
 from app.http.stream_limits import StreamLimiter, leased
 from app.jsontext import change_record
 from app.metrics import SSE_CLIENTS, SSE_REFILLS, track_size
@@ -219,7 +221,8 @@ def parse_locations(raw: str | None, known: tuple[str, ...]) -> frozenset[str] |
     tags=["queries"],
     summary="Live changes and command outcomes (server-sent events)",
     description=(
-        "Events: item, outcome, reset; comments as keep-alives. Resume with Last-Event-ID (or `after`): "
+        "Events: item, outcome, reset, and a last `ended` (data: expired, signed-out or revoked) when the "
+        "token no longer holds; comments as keep-alives. Resume with Last-Event-ID (or `after`): "
         "the missed changes of the same subscription are replayed. With `location`, an item event carries "
         "only the levels at those locations (`levels`) and the item's chain totals (`item`); changes at "
         "other locations are not sent. Without it, item events carry the totals and no levels."
@@ -233,6 +236,7 @@ async def stream_changes(
     request: Request[Principal, Any, Any],
     change_stream: NamedDependency[ChangeStream],
     settings: NamedDependency[Settings],
+    revocations: NamedDependency[Revocations],
     last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
     after: Annotated[
         int | None, Parameter(description="resume after this sequence (for clients without headers)")
@@ -244,4 +248,6 @@ async def stream_changes(
     if last_event_id is not None and last_event_id.strip().isdigit():
         resume = int(last_event_id.strip())
     lease = change_stream.limiter.open(request.user)  # 429 beyond the cap, before anything is sent
-    return ServerSentEvent(leased(lease, change_stream.events(resume, subscription)))
+    principal = request.user  # the stream ends, with `ended`, when its token no longer holds
+    events = until_ended(change_stream.events(resume, subscription), lambda: revocations.ended(principal))
+    return ServerSentEvent(leased(lease, events))

@@ -29,12 +29,33 @@ RESPONSE_HANDLING = [
 ]
 
 
-def role_context(user: Principal) -> dict[str, Any]:
+def home_location(user: Principal, settings: Settings) -> str:
+    """Where a user's pages open: a store-limited user's first location (in the configured
+    order), everyone else's default location."""
+    return next((code for code in settings.locations if code in user.locations), settings.default_location)
+
+
+def form_locations(user: Principal, settings: Settings) -> tuple[str, ...]:
+    """The locations a user's forms offer: the ones it may act at (app/domain/scope.py)."""
+    if not user.locations:
+        return settings.locations
+    return tuple(code for code in settings.locations if code in user.locations)
+
+
+def role_context(user: Principal, settings: Settings | None = None) -> dict[str, Any]:
+    """What the user may do; with the settings, also where (its forms offer only its locations)."""
+    scoped: dict[str, Any] = {}
+    if settings is not None:
+        scoped = {"form_locations": form_locations(user, settings), "home_location": home_location(user, settings)}
     return {
         "user": user,
         "can_move_stock": user.can(Role.CLERK),
-        "can_manage_items": user.can(Role.MANAGER),
+        # The catalogue (create, edit, delete) is every store's: a store-limited user may not change it.
+        "can_manage_items": user.can(Role.MANAGER) and not user.locations,
         "is_admin": user.can(Role.ADMIN),
+        # The People page: an admin with every location (a limited one could lift its own limit).
+        "manages_people": user.can(Role.ADMIN) and not user.locations,
+        **scoped,
     }
 
 
@@ -67,7 +88,7 @@ def page_context(request: Request[Any, Any, Any], settings: Settings, **extra: A
     assert isinstance(user, Principal)
     return {
         **site_context(settings),
-        **role_context(user),
+        **role_context(user, settings),
         "csrf": ScopeState.from_scope(request.scope).csrf_token or "",
         **extra,
     }

@@ -23,6 +23,7 @@ from app.auth.tokens import Principal
 from app.commands.deadletters import DeadLetterNotFound, DeadLetterReplayer
 from app.commands.edge import LOG_UNAVAILABLE, refusal_error
 from app.commands.errors import CommandRefused
+from app.commands.scoping import ensure_in_scope
 from app.commands.service import Accepted, AnsweredBefore, CommandService, Submission, request_fingerprint
 from app.domain.catalogue import PUBLIC_COMMANDS, CommandSpec, InvalidCommand, check_item_id
 from app.domain.model import CHOSEN_REASONS
@@ -42,6 +43,8 @@ FORMS_PATH = "/ui"
 AMOUNT_FIELDS = ("quantity", "counted", "received")
 # "Expires in" on the reserve form is a number and a unit; the command takes seconds.
 UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
+# When to try again after the event log could not take a command (seconds; said in the answer too).
+RETRY_AFTER = 2
 REMOVING_REASONS = {reason.value for reason, way in CHOSEN_REASONS.items() if way == -1}
 
 
@@ -67,6 +70,7 @@ async def _answer_form(
     try:
         target = str(uuid.uuid4()) if item_id is None else check_item_id(item_id)
         command = spec.check_form(form, item_id=target, places=service.places)
+        await ensure_in_scope(service, request.user, command)
         body = json.dumps(form, sort_keys=True).encode()
         result = await service.submit(
             Submission(
@@ -95,8 +99,15 @@ async def _answer_form(
         return Template(
             "partials/form_answer.html",
             status_code=503,
-            headers={"Retry-After": "2"},
-            context={**context, "status": "error", "reason": None, "message": LOG_UNAVAILABLE, "errors": {}},
+            headers={"Retry-After": str(RETRY_AFTER)},
+            context={
+                **context,
+                "status": "error",
+                "reason": None,
+                "message": LOG_UNAVAILABLE,
+                "errors": {},
+                "retry_after": RETRY_AFTER,
+            },
         )
     # A form never waits and has no key: the result is always "accepted".
     assert isinstance(result, Accepted) and not isinstance(result, AnsweredBefore)

@@ -1,5 +1,6 @@
-"""The pages (served by the query service): login, dashboard, item, events, stock wall, and the
-fragments they reload after a reconnection.
+"""The item pages (served by the query service): dashboard, item, transfers and reservations,
+and the fragments they reload after a reconnection. The other slices have their own modules:
+wall.py, low_stock.py, audit.py (events), people.py, kiosk.py, login.py.
 
 Items are read through the query service like the API reads them: one item cache first (with
 the same freshness floor), lists from SQLite."""
@@ -7,138 +8,39 @@ the same freshness floor), lists from SQLite."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
-from litestar.response import Redirect, Template
-from litestar.utils.scope.state import ScopeState
+from litestar.response import Template
 
-from app.auth.login_limits import LoginLimiter, LoginRefused
-from app.auth.revocation import Revocations
 from app.auth.roles import Role
-from app.auth.tokens import InvalidToken, Principal, TokenService
-from app.auth.users import UserStore
+from app.auth.tokens import Principal
 from app.commands.outcomes import CommandStatus
 from app.domain import rules
-from app.domain.records import ItemSummary, ItemView, ReservationView, TransferView
+from app.domain.records import ItemSummary, ReservationView, TransferView
 from app.domain.reservations import REFERENCE_MAX
-from app.http.auth import PUBLIC, SESSION_COOKIE, requires
+from app.http.auth import requires
 from app.http.errors import ApiError
 from app.queries.service import ItemNotFound, QueryService, RecordPage
 from app.reader import SORTS, InventoryReader, ItemPage
 from app.settings import Settings
-from app.web.context import page_context, site_context
+from app.web.context import home_location, page_context
 from app.web.labels import RESERVATION_STATES, TRANSFER_STATES, badge_context
+from app.web.rendering import HISTORY_PAGE
 
 PAGE_SIZE = 25
-WALL_TILES = 200
-HISTORY_ROWS = 30
+HISTORY_ROWS = HISTORY_PAGE
 LEVELS_PAGE_SIZE = 50
-EVENT_ROWS = 100
 RECORD_ROWS = 25
-
-
-def _safe_next(target: str | None) -> str:
-    """Only local paths: a login link must not send people elsewhere."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
 
 
 def _location(raw: str | None, settings: Settings) -> str | None:
     code = rules.normalise_location(raw)
     return code if code in settings.locations else None
-
-
-class LoginController(Controller):
-    path = "/"
-    opt = {PUBLIC: True}
-    include_in_schema = False
-
-    @get("/login")
-    async def login_page(self, request: Request[Any, Any, Any], settings: NamedDependency[Settings]) -> Template:
-        return Template(
-            "login.html",
-            context={
-                **site_context(settings),
-                "csrf": ScopeState.from_scope(request.scope).csrf_token or "",
-                "next": _safe_next(request.query_params.get("next")),
-                "username": "",
-                "error": None,
-            },
-        )
-
-    @staticmethod
-    def _login_again(
-        request: Request[Any, Any, Any], settings: Settings, target: str, username: str, refused: LoginRefused | None
-    ) -> Template:
-        """The login page again: 401 after a wrong password, 429 with Retry-After when limited."""
-        return Template(
-            "login.html",
-            status_code=401 if refused is None else 429,
-            headers={} if refused is None else {"Retry-After": str(refused.retry_after)},
-            context={
-                **site_context(settings),
-                "csrf": ScopeState.from_scope(request.scope).csrf_token or "",
-                "next": target,
-                "username": username,
-                "error": "Wrong username or password."
-                if refused is None
-                else "Too many attempts. Wait a minute and try again.",
-            },
-        )
-
-    @post("/login", status_code=303)
-    async def login(
-        self,
-        request: Request[Any, Any, Any],
-        settings: NamedDependency[Settings],
-        users: NamedDependency[UserStore],
-        tokens: NamedDependency[TokenService],
-        login_limiter: NamedDependency[LoginLimiter],
-    ) -> Response[Any]:
-        form = await request.form()
-        username = str(form.get("username", "")).strip().lower()[:64]
-        password = str(form.get("password", ""))[:1024]
-        target = _safe_next(str(form.get("next", "/")))
-        address = request.client.host if request.client else "-"
-        try:
-            principal = await login_limiter.attempt(username, address, lambda: users.authenticate(username, password))
-        except LoginRefused as refused:
-            return self._login_again(request, settings, target, username, refused)
-        if principal is None:
-            return self._login_again(request, settings, target, username, None)
-        issued = tokens.issue(principal)
-        response: Response[Any] = Redirect(target, status_code=303)
-        response.set_cookie(
-            SESSION_COOKIE,
-            issued.token,
-            max_age=issued.expires_in,
-            httponly=True,
-            samesite="lax",
-            secure=settings.env == "prod",
-            path="/",
-        )
-        return response
-
-    @post("/logout", status_code=303)
-    async def logout(
-        self,
-        request: Request[Any, Any, Any],
-        tokens: NamedDependency[TokenService],
-        revocations: NamedDependency[Revocations],
-    ) -> Response[Any]:
-        # The session ends on the server too: a copy of the cookie is refused from now on.
-        with contextlib.suppress(InvalidToken):
-            await revocations.end_session(tokens.verify(request.cookies.get(SESSION_COOKIE, "")))
-        response: Response[Any] = Redirect("/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
-        return response
 
 
 class PageController(Controller):
@@ -159,9 +61,13 @@ class PageController(Controller):
             page = int(params.get("page", "1"))
         except ValueError:
             page = 1
+        location = _location(params.get("location"), settings)
+        if "location" not in params and isinstance(request.user, Principal) and request.user.locations:
+            # A store-limited user's dashboard opens on its store; "All locations" (location=) stays all.
+            location = home_location(request.user, settings)
         return {
             "q": (params.get("q") or "").strip()[:100],
-            "location": _location(params.get("location"), settings),
+            "location": location,
             "sort": sort if sort in SORTS else "sku",
             "page": max(1, min(page, 100_000)),
         }
@@ -213,8 +119,12 @@ class PageController(Controller):
         item_id: FromPath[str],
         settings: NamedDependency[Settings],
         queries: NamedDependency[QueryService],
+        reader: NamedDependency[InventoryReader],
     ) -> Template:
         context = await self._item(queries, item_id, _levels_page(request))
+        before = _history_cursor(request.query_params.get("before"))
+        if before is not None:
+            context |= await _older_history(queries, reader, context["item"].id, before)
         return Template("item.html", context=page_context(request, settings, nav="item", **context))
 
     @get("/ui/items/{item_id:str}/panel")
@@ -233,15 +143,17 @@ class PageController(Controller):
         try:
             if stored_id is None:
                 raise ItemNotFound(item_id)
+            # One entry more than a page: whether there are older ones, for the "Older" link.
             detail = await queries.item_detail(
-                stored_id, history_rows=HISTORY_ROWS, levels_page=levels_page, levels_page_size=LEVELS_PAGE_SIZE
+                stored_id, history_rows=HISTORY_ROWS + 1, levels_page=levels_page, levels_page_size=LEVELS_PAGE_SIZE
             )
         except ItemNotFound:
             raise ApiError(404, "no such item") from None
         return {
             "item": detail.item,
             "deleted": detail.deleted,
-            "history": detail.history,
+            "history": detail.history[:HISTORY_ROWS],
+            "history_more": len(detail.history) > HISTORY_ROWS,
             "levels": detail.levels,
             "transfers": detail.transfers,
             "reservations": detail.reservations,
@@ -288,47 +200,6 @@ class PageController(Controller):
         context = await _reservations(request, settings, queries)
         return Template("partials/reservation_rows.html", context=page_context(request, settings, **context))
 
-    @get("/events")
-    async def events_page(
-        self,
-        request: Request[Principal, Any, Any],
-        settings: NamedDependency[Settings],
-        queries: NamedDependency[QueryService],
-        reader: NamedDependency[InventoryReader],
-    ) -> Template:
-        changes = await queries.recent_changes(EVENT_ROWS)
-        user = request.user
-        dead_letters = await reader.dead_letters(limit=50) if user.can(Role.ADMIN) else []
-        return Template(
-            "events.html",
-            context=page_context(request, settings, nav="events", changes=changes, dead_letters=dead_letters),
-        )
-
-    @get("/wall")
-    async def wall(
-        self,
-        request: Request[Principal, Any, Any],
-        settings: NamedDependency[Settings],
-        queries: NamedDependency[QueryService],
-    ) -> Template:
-        location = _location(request.query_params.get("location"), settings) or settings.default_location
-        return Template(
-            "wall.html",
-            context=page_context(request, settings, location=location, items=await _wall_items(queries, location)),
-        )
-
-    @get("/ui/tiles")
-    async def tiles(
-        self,
-        request: Request[Principal, Any, Any],
-        settings: NamedDependency[Settings],
-        queries: NamedDependency[QueryService],
-    ) -> Template:
-        location = _location(request.query_params.get("location"), settings) or settings.default_location
-        return Template(
-            "partials/tiles.html", context=page_context(request, settings, items=await _wall_items(queries, location))
-        )
-
     @get("/ui/commands/{command_id:str}/badge")
     async def badge(
         self,
@@ -345,18 +216,35 @@ class PageController(Controller):
         return Template("partials/badge_state.html", context=context)
 
 
+def _history_cursor(raw: str | None) -> int | None:
+    """The history page's cursor: entries older than this history id (None: the newest page)."""
+    try:
+        before = int(raw or "")
+    except ValueError:
+        return None
+    return before if 0 < before < 2**62 else None
+
+
+async def _older_history(queries: QueryService, reader: InventoryReader, item_id: str, before: int) -> dict[str, Any]:
+    """An older page of the item's history: the entries before the cursor, whether there are older
+    ones still, and the cursor of the newer page (None: the newest page, which has no cursor). The
+    newest page stays live; an older one does not change (entries are only ever added on top)."""
+    entries = await queries.history(item_id, limit=HISTORY_ROWS + 1, before=before)
+    newer = await reader.history_newer_cursor(item_id, after=entries[0].id, limit=HISTORY_ROWS) if entries else None
+    return {
+        "history": entries[:HISTORY_ROWS],
+        "history_more": len(entries) > HISTORY_ROWS,
+        "history_before": before,
+        "history_newer": newer,
+    }
+
+
 def _levels_page(request: Request[Any, Any, Any]) -> int:
     # The item page shows its levels a page at a time: a chain item has one per store.
     try:
         return max(1, min(int(request.query_params.get("levels_page", "1")), 100_000))
     except ValueError:
         return 1
-
-
-async def _wall_items(queries: QueryService, location: str) -> list[ItemView]:
-    # Narrowed to the location by the list: a tile shows what this store has.
-    page = await queries.list_items(page=1, page_size=WALL_TILES, q=None, location=location, sort="name")
-    return page.items
 
 
 def _page_number(raw: str | None) -> int:

@@ -19,8 +19,34 @@ RECONNECTING = "Reconnecting…"
 LoggedIn = Callable[..., Page]
 
 
+# Each form shows its answer next to itself (a .form-result slot); the tests want the newest answer
+# on the page, wherever it is. This marks the newest badge added to the page (data-test-newest),
+# on every document of the page; a badge moved elsewhere (its row left the list) stays marked.
+NEWEST_BADGE_SCRIPT = """
+(() => {
+  let newest = null;
+  new MutationObserver((mutations) => {
+    for (const mutation of mutations) {
+      for (const node of mutation.addedNodes) {
+        if (node.nodeType !== 1) continue;
+        const badges = node.matches("p.badge") ? [node] : Array.from(node.querySelectorAll("p.badge"));
+        for (const badge of badges) {
+          if (badge.hasAttribute("data-test-seen")) continue;
+          badge.setAttribute("data-test-seen", "");
+          if (newest && newest !== badge) newest.removeAttribute("data-test-newest");
+          badge.setAttribute("data-test-newest", "");
+          newest = badge;
+        }
+      }
+    }
+  }).observe(document, {childList: true, subtree: true});
+})();
+"""
+
+
 def log_in(page: Page, user: str, next_path: str = "/") -> None:
     """Log in through the login form; ends on next_path with its live stream open."""
+    page.add_init_script(NEWEST_BADGE_SCRIPT)
     page.goto(f"/login?{urlencode({'next': next_path})}")
     page.get_by_label("Username").fill(user)
     page.get_by_label("Password").fill(PASSWORD)
@@ -53,23 +79,27 @@ def tile_available(page: Page, item_id: str) -> Locator:
     return page.locator(f"article#tile-{item_id} .tile-available")
 
 
+def newest_answer(page: Page) -> Locator:
+    """The newest command badge on the page, next to whichever form it answers (see log_in)."""
+    return page.locator("p.badge[data-test-newest]")
+
+
 def newest_badge(page: Page) -> Locator:
-    """The state of the newest command badge (badges are added at the top of #outcomes)."""
-    return page.locator("#outcomes p.badge").first.locator("strong.state")
+    """The state of the newest command badge."""
+    return newest_answer(page).locator("strong.state")
 
 
 def record_badge_states(page: Page) -> None:
-    """Record every state text any badge in #outcomes shows, in order (see badge_states)."""
+    """Record every state text the newest badge shows, in order (see badge_states)."""
     page.evaluate(
         """() => {
           window.__badgeStates = [];
-          const outcomes = document.getElementById("outcomes");
-          const note = () => outcomes.querySelectorAll("p.badge strong.state").forEach((state) => {
+          const note = () => document.querySelectorAll("p.badge[data-test-newest] strong.state").forEach((state) => {
             const text = state.textContent.trim();
             const seen = window.__badgeStates;
             if (seen[seen.length - 1] !== text) seen.push(text);
           });
-          new MutationObserver(note).observe(outcomes, {childList: true, subtree: true, characterData: true});
+          new MutationObserver(note).observe(document.body, {childList: true, subtree: true, characterData: true});
         }"""
     )
 

@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.app import PASSWORD, base_env, item_body
 from tests.support.processes import ServiceProcess, run_cli
+from tests.support.sse import StreamReader
 
 ITEMS = "/api/v1/inventory/items"
 DEADLINE = 30.0  # generous: the promise is "within seconds", this only keeps a broken build from hanging
@@ -144,6 +145,39 @@ def test_logout_ends_the_session_on_the_server(
     # Another session of the same user goes on.
     other, _ = _page_login(everything.url, "leaving")
     assert other.get("/").status_code == 200
+
+
+def test_a_disabled_users_session_and_its_open_page_stream_end(
+    stack: tuple[dict[str, str], ServiceProcess, ServiceProcess],
+) -> None:
+    env, everything, query = stack
+    run_cli(env, "users", "add", "paused-page", "--role", "clerk", "--password", PASSWORD)
+    browser, csrf = _page_login(everything.url, "paused-page")
+    session = browser.cookies["inventory_session"]
+    _until(lambda: _cookie_get(query.url, session, csrf) == 200, "the query process knows the new user")
+    cookie = {"inventory_session": session}
+    pages = [StreamReader(f"{url}/ui/stream?view=dashboard", cookie) for url in (everything.url, query.url)]
+    api = StreamReader(f"{query.url}/api/v1/inventory/stream", headers=_token(everything.url, "paused-page"))
+    deadline = time.monotonic() + DEADLINE
+    for stream in pages:
+        assert stream.next_line(deadline) == "status 200"
+        stream.wait_for("event: resync", deadline)
+    assert api.next_line(deadline) == "status 200"
+    api.wait_for(": connected", deadline)
+    streams = [*pages, api]
+
+    run_cli(env, "users", "disable", "paused-page")
+
+    # Each open stream (the pages' and the API's) says why it ends, then closes.
+    for stream in streams:
+        seen = stream.rest(deadline)
+        assert "event: ended" in seen and "data: revoked" in seen, seen
+    assert _cookie_get(everything.url, session, csrf) == 303
+    assert _cookie_get(query.url, session, csrf) == 303
+    refused = browser.post("/ui/items", data={"sku": "PAUSED-1", "name": "After"}, headers={"X-CSRFToken": csrf})
+    assert refused.status_code == 401
+    ended = httpx.get(f"{everything.url}/ui/session", cookies={"inventory_session": session})
+    assert ended.status_code == 401 and ended.json()["details"]["kind"] == "user"
 
 
 def _cookie_get(url: str, session: str, csrf: str) -> int:

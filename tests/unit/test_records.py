@@ -80,7 +80,7 @@ async def test_an_edit_reaches_a_store_page_with_the_level_it_shows() -> None:
     edit = ItemChange("i1", 5, False, False, renamed, [], seq=10)
     tile = await live.render(edit, View("wall", location="S001"), CONTEXT, cast(QueryService, Queries()))
     assert asked == [("i1", ["S001"])]
-    assert "Big mug" in tile and '<div class="tile-available">8</div>' in tile
+    assert "Big mug" in tile and '<span class="tile-available">8</span>' in tile
     # The chain's dashboard shows the totals the change carries, without reading anything.
     row = await live.render(edit, View("dashboard"), CONTEXT, cast(QueryService, None))
-    assert "Big mug" in row and '<td class="num available">2' in row and len(asked) == 1
+    assert "Big mug" in row and '<td class="num available" data-label="Available">2' in row and len(asked) == 1
