@@ -20,7 +20,6 @@ from app.cache.base import CachedItem, CacheUnavailable, ItemCache, ItemEntry, e
 from app.domain.audit import AuditEntry, AuditFilters, Cursor, item_reference, merge_page
 from app.domain.low_stock import LowStockRow, low_row
 from app.domain.records import (
-    Change,
     HistoryEntry,
     ItemSummary,
     ItemView,
@@ -28,10 +27,8 @@ from app.domain.records import (
     ReservationView,
     StockView,
     TransferView,
-    decode_change,
 )
 from app.domain.views import item_view, stock_view, summary_view, with_levels
-from app.jsontext import change_record
 from app.metrics import CACHE_LOOKUPS, track_size
 from app.reader import AuditWhere, InventoryReader, ItemPage, LowLevel, WallPage
 
@@ -259,12 +256,6 @@ class QueryService:
             item_id=item_id, location=location, reference=reference, state=state, page=page, page_size=page_size
         )
         return RecordPage(rows, total, page, page_size)
-
-    async def recent_changes(self, limit: int) -> list[Change]:
-        """The newest change records still in the outbox, newest first."""
-        _, newest = await self._reader.seq_range()
-        rows = await self._reader.changes_after(max(0, newest - limit), limit)
-        return [decode_change(change_record(seq, payload)) for seq, _, payload in reversed(rows)]
 
     async def history(self, item_id: str, *, limit: int, before: int | None) -> list[HistoryEntry]:
         if await self._reader.item_state(item_id) is None:
