@@ -91,6 +91,22 @@ class ReservationView(msgspec.Struct, frozen=True):
     closed_at: str | None
 
 
+class StockAlert(msgspec.Struct, frozen=True):
+    """A level crossed a line (app/domain/alerts.py): ``low_stock``, ``out_of_stock`` or
+    ``back_in_stock``, decided once by the listener in the transaction that made the change.
+    ``id`` is the alert's row in the database, unique and rising; ``command_id`` the change's."""
+
+    id: int
+    item_id: str
+    sku: str
+    location: str
+    kind: str
+    available: int
+    threshold: int
+    command_id: str
+    at: str
+
+
 # --- change records ---------------------------------------------------------------------------
 # Stored in the outbox without ``seq`` (the commit sequence is the row's key); published and
 # replayed with it in front (``app/jsontext.py`` change_record). Decoding either gives the same
@@ -115,6 +131,11 @@ class ItemChange(msgspec.Struct, frozen=True, tag="item", tag_field="kind", omit
     # The transfers and reservations the batch made or changed (never the others).
     transfers: list[TransferView] = []
     reservations: list[ReservationView] = []
+    # The stock alerts the batch raised at the levels it changed (app/domain/alerts.py).
+    alerts: list[StockAlert] = []
+    # True when the batch edited what the item is (name, description, threshold): an
+    # "item changed" for webhooks, apart from stock moving.
+    edited: bool = False
 
     def with_levels(self, locations: frozenset[str]) -> ItemChange:
         """The same change as a subscriber to these locations sees it."""
@@ -123,6 +144,7 @@ class ItemChange(msgspec.Struct, frozen=True, tag="item", tag_field="kind", omit
             levels=[lv for lv in self.levels if lv.location in locations],
             transfers=[t for t in self.transfers if t.from_location in locations or t.to_location in locations],
             reservations=[r for r in self.reservations if r.location in locations],
+            alerts=[a for a in self.alerts if a.location in locations],
         )
 
 

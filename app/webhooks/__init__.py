@@ -1,0 +1,1 @@
+"""Outbound webhooks: endpoints admins register, deliveries that follow the committed changes."""
