@@ -27,14 +27,18 @@ from app.commands.edge import EXCEPTION_HANDLERS as COMMAND_EXCEPTION_HANDLERS
 from app.http.auth import PUBLIC, authentication
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.json_guard import guard_bodies
+from app.http.limits import UPLOAD_ENVELOPE_BYTES, UPLOAD_PATHS
 from app.http.openapi import document_rules
 from app.http.request_id import echo_request_id
 from app.http.security_headers import with_security_headers
 from app.http.stream_limits import StreamLimiter
 from app.http.swagger import VendoredSwagger
 from app.http.wrappers import head_as_get, with_log_context
+from app.imports.controller import ImportController
+from app.queries.alerts import AlertController
 from app.queries.audit import AuditController, audit_csv
 from app.queries.controllers import ItemQueryController
+from app.queries.exports import ExportController
 from app.queries.low_stock import LowStockController
 from app.queries.store_day import StoreDayController
 from app.queries.stream import ChangeStream, stream_changes
@@ -44,6 +48,7 @@ from app.system.users_controller import CLOSED_BODIES as USER_BODIES
 from app.system.users_controller import UsersController, document_user_rules
 from app.web.audit import AuditPageController
 from app.web.forms import DeadLetterFormController, form_routes
+from app.web.imports import ImportFormController, ImportPageController
 from app.web.kiosk import KioskEntryController, KioskPageController
 from app.web.live import LiveUpdates, page_stream
 from app.web.login import LoginController
@@ -53,6 +58,9 @@ from app.web.paths import STATIC
 from app.web.people import PeopleController
 from app.web.rendering import Renderer, build_environment
 from app.web.wall import WallController
+from app.web.webhooks import WebhooksPageController
+from app.webhooks.controller import CLOSED_BODIES as WEBHOOK_BODIES
+from app.webhooks.controller import WebhooksController
 
 TITLES = {
     "all": "Inventory (all roles)",
@@ -68,7 +76,9 @@ def _value(obj: Any) -> Provide:
 
 def create_app(container: Container) -> Litestar:
     settings = container.settings
-    handlers: list[ControllerRouterHandler] = [SystemController, UsersController, metrics, DeadLetterController]
+    handlers: list[ControllerRouterHandler] = [
+        SystemController, UsersController, metrics, DeadLetterController, WebhooksController,
+    ]  # fmt: skip
     dependencies: dict[str, Provide] = {
         "settings": _value(settings),
         "users": _value(container.users),
@@ -78,12 +88,16 @@ def create_app(container: Container) -> Litestar:
         "login_limiter": _value(container.login_limiter),
         "readiness": _value(container.readiness),
         "replayer": _value(container.replayer),
+        "webhooks": _value(container.webhooks),
     }
     plugins: list[Any] = []
     environment = build_environment()
     if container.commands is not None:
         handlers += [*command_routes(), *form_routes(), DeadLetterFormController]
         dependencies["service"] = _value(container.commands)
+    if container.imports is not None:
+        handlers += [ImportController, ImportFormController]
+        dependencies["imports"] = _value(container.imports)
     if container.status is not None:
         handlers.append(CommandStatusController)
         dependencies["status"] = _value(container.status)
@@ -100,9 +114,11 @@ def create_app(container: Container) -> Litestar:
         handlers += [
             ItemQueryController,
             StoreDayController,
+            ExportController,
             AuditController,
             audit_csv,
             LowStockController,
+            AlertController,
             AuditPageController,
             LowStockPageController,
             stream_changes,
@@ -114,9 +130,13 @@ def create_app(container: Container) -> Litestar:
             PageController,
             WallController,
             PeopleController,
+            WebhooksPageController,
             page_stream,
         ]
         dependencies["queries"] = _value(container.queries)
+        if container.import_store is not None:
+            handlers.append(ImportPageController)
+            dependencies["import_store"] = _value(container.import_store)
         dependencies["reader"] = _value(container.reader)
         limiter = StreamLimiter(settings.max_streams_per_user)
         dependencies["change_stream"] = _value(ChangeStream(container.reader, container.feed, channels, limiter))
@@ -161,7 +181,7 @@ def create_app(container: Container) -> Litestar:
         debug=False,
         logging_config=None,  # app.logs configures logging for the process
     )
-    document_rules(app, settings, closed_bodies=(LoginBody, KioskLinkBody, *USER_BODIES))
+    document_rules(app, settings, closed_bodies=(LoginBody, KioskLinkBody, *USER_BODIES, *WEBHOOK_BODIES))
     document_user_rules(app, settings)
     document_kiosk_rules(app, settings)
     return app
@@ -180,7 +200,7 @@ def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
             "content-type", "x-csrftoken", "x-request-id", "idempotency-key", "prefer", "if-match", "authorization",
             "hx-request", "hx-current-url", "hx-target", "hx-trigger", "hx-trigger-name", "hx-boosted", "hx-prompt",
         ],
-        expose_headers=["x-request-id", "location", "x-command-id", "retry-after"],
+        expose_headers=["x-request-id", "location", "x-command-id", "retry-after", "hx-redirect"],
         max_age=600,
     )  # fmt: skip
 
@@ -191,5 +211,12 @@ def asgi(container: Container) -> ASGIApp:
     (Header sizes and slow clients are bounded by the server itself: app/http/limits.py.)"""
     settings = container.settings
     app = head_as_get(with_log_context(create_app(container)))
-    app = guard_bodies(app, max_depth=settings.json_max_depth, max_bytes=settings.max_body_bytes)
+    # An import's upload is a file, not JSON: its own limit, with room for the multipart envelope.
+    upload = settings.import_max_bytes + UPLOAD_ENVELOPE_BYTES
+    app = guard_bodies(
+        app,
+        max_depth=settings.json_max_depth,
+        max_bytes=settings.max_body_bytes,
+        uploads=dict.fromkeys(UPLOAD_PATHS, upload),
+    )
     return with_security_headers(app, settings)

@@ -25,10 +25,14 @@ from app.commands.deadletters import DeadLetterReplayer
 from app.commands.outcomes import CommandStatus, OutcomeWaiter
 from app.commands.service import CommandService
 from app.commands.store import CommandLookup, CommandStore
+from app.domain.imports import Limits as ImportLimits
+from app.domain.webhooks import Backoff
 from app.eventlog.base import EventLog, LogUnavailable
 from app.eventlog.embedded import EmbeddedEventLog
 from app.eventlog.kafka import KafkaEventLog
 from app.eventlog.topics import TOPICS
+from app.imports.service import ImportRunner, ImportService
+from app.imports.store import ImportStore
 from app.listener.relay import OutboxRelay
 from app.listener.service import Listener, Retention, RetryPolicy
 from app.listener.store import InventoryStore
@@ -37,6 +41,8 @@ from app.queries.service import FreshnessFloor, QueryService
 from app.reader import InventoryReader, ReadModelUnavailable
 from app.settings import Settings
 from app.sqlitefiles import open_read_only
+from app.webhooks.dispatcher import Dispatcher, DispatchPolicy
+from app.webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +89,15 @@ class Container:
     queries: QueryService | None = None
     feed: ChangeFeed | None = None
     replayer: DeadLetterReplayer | None = None
+    # Webhooks: every role serves the admin API (webhooks.db is shared, like users.db); the
+    # listener role also delivers.
+    webhooks: WebhookStore | None = None
+    dispatcher: Dispatcher | None = None
+    # CSV imports: the command role keeps them (imports.db) and applies them.
+    imports: ImportService | None = None
+    import_runner: ImportRunner | None = None
+    # The imports file as the pages read it (read-only outside the command role).
+    import_store: ImportStore | None = None
     topics_ready: bool = False
     _commands_ro: aiosqlite.Connection | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -100,10 +115,16 @@ class Container:
             await self.inventory.open()
         await self.users.open()
         await self.kiosk_links.open()
+        if self.webhooks is not None:
+            await self.webhooks.open()
         await self.revocations.refresh()
         self._spawn(self.revocations.run(), "token-revocations")
+        if self.dispatcher is not None:
+            self._spawn(self.dispatcher.run(), "webhook-dispatcher")
         if self.command_store is not None:
             await self.command_store.open()
+        if self.import_store is not None:
+            await self.import_store.open()
         if self.role == "all" and self.settings.env == "dev":
             await self._first_admin()
         self._spawn(self._consume_once_topics_exist(), "start-consumers")
@@ -116,6 +137,9 @@ class Container:
             self._spawn(self.relay.run(), "outbox-relay")
         if self.waiter is not None:
             self._spawn(self.waiter.run(), "outcome-waiter")
+        if self.import_runner is not None:
+            # Resumes the imports a stopped or killed process left running.
+            self._spawn(self.import_runner.run(), "import-runner")
         if self.feed is not None:
             self._spawn(self.feed.run(), "change-feed")
 
@@ -124,12 +148,16 @@ class Container:
         self._tasks.clear()
         if self.command_store is not None:
             await self.command_store.close()
+        if self.import_store is not None:
+            await self.import_store.close()
         if self._commands_ro is not None:
             await self._commands_ro.close()
         if self.inventory is not None:
             await self.inventory.close()
         await self.users.close()
         await self.kiosk_links.close()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         await self.reader.close()
         await self.cache.close()
         await self.event_log.stop()
@@ -265,8 +293,10 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
     )
     has = container.has
     container.replayer = DeadLetterReplayer(reader, event_log)
+    container.webhooks = WebhookStore(settings.webhooks_db)
     if "listener" in has:
-        container.inventory = InventoryStore(settings.inventory_db)
+        container.dispatcher = Dispatcher(container.webhooks, reader, _dispatch_policy(settings))
+        container.inventory = InventoryStore(settings.inventory_db, low_stock_threshold=settings.low_stock_threshold)
         container.relay = OutboxRelay(container.inventory, event_log, cache)
         container.listener = Listener(
             event_log,
@@ -283,6 +313,8 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
                 changes_seconds=settings.changes_retention_seconds,
                 processed_seconds=settings.dedup_retention_seconds,
             ),
+            # The webhook fan-out reads the outbox too: what it has not taken is kept.
+            prune_floor=container.dispatcher.prune_floor,
         )
     if "command" in has:
         container.command_store = CommandStore(settings.commands_db)
@@ -299,6 +331,16 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
             locations=settings.locations,
             default_location=settings.default_location,
         )
+        container.imports = ImportService(
+            ImportStore(settings.imports_db),
+            reader,
+            places=container.commands.places,
+            limits=ImportLimits(max_bytes=settings.import_max_bytes, max_rows=settings.import_max_rows),
+        )
+        container.import_runner = ImportRunner(
+            container.imports, container.commands, reader, rows_per_second=settings.import_rows_per_second
+        )
+        container.import_store = container.imports.store
     else:
         lookup = CommandLookup(container.commands_connection)
     if has & {"command", "query"}:
@@ -310,7 +352,19 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
         # own keeps its in-process cache current from the feed.
         feeds_cache = not settings.redis_url and role != "all"
         container.feed = ChangeFeed(event_log, reader, floor, cache if feeds_cache else None)
+        if container.import_store is None:
+            container.import_store = ImportStore(settings.imports_db, read_only=True)
     return container
+
+
+def _dispatch_policy(settings: Settings) -> DispatchPolicy:
+    return DispatchPolicy(
+        timeout_seconds=settings.webhooks_timeout_seconds,
+        max_attempts=settings.webhooks_max_attempts,
+        backoff=Backoff(settings.webhooks_retry_base_seconds, settings.webhooks_retry_max_seconds),
+        pause_after=settings.webhooks_pause_after,
+        allow_private=settings.webhooks_allow_private,
+    )
 
 
 Factory = Callable[[Settings, ServiceRole], Container]

@@ -252,7 +252,10 @@ async def _rebuild(args: argparse.Namespace) -> int:
     from app.listener.rebuild import rebuild
 
     settings = _settings()
-    report = await _with_log(settings, lambda log: rebuild(log, settings.data_dir, apply=args.apply))
+    report = await _with_log(
+        settings,
+        lambda log: rebuild(log, settings.data_dir, apply=args.apply, low_stock_threshold=settings.low_stock_threshold),
+    )
     print(f"replayed {report.events} events into {report.path if not report.applied else settings.inventory_db}")
     if report.equal:
         print("the rebuilt state equals the current state")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from app.domain.alerts import AlertState
 from app.domain.model import Item, Reservation, ReservationState, StockLevel, Transfer, TransferState
 
 # The item row carries the chain totals (quantity, reserved), kept by the listener with every
@@ -23,6 +24,8 @@ LEVELS_BY_PAIRS = (
     f"SELECT {LEVEL_COLUMNS} FROM stock_levels WHERE (item_id, location) IN "
     "(SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
 )
+# The same levels with their stock alert state: what the listener loads (readers do not need it).
+LEVELS_WITH_ALERT_BY_PAIRS = LEVELS_BY_PAIRS.replace(f"SELECT {LEVEL_COLUMNS} ", f"SELECT {LEVEL_COLUMNS}, alert ", 1)
 
 
 TRANSFER_COLUMNS = "id, item_id, from_location, to_location, quantity, state, shipped_at, received, closed_at, note"
@@ -93,8 +96,9 @@ def assemble_items(
         reservation = reservation_from_row(row)
         reservations.setdefault(reservation.item_id, {})[reservation.id] = reservation
     levels: dict[str, dict[str, StockLevel]] = {}
-    for item_id, location, quantity, reserved, version, updated_at in level_rows:
-        levels.setdefault(item_id, {})[location] = StockLevel(location, quantity, reserved, version, updated_at)
+    for item_id, location, quantity, reserved, version, updated_at, *alert in level_rows:
+        state = AlertState(alert[0]) if alert else None  # only in the listener's rows
+        levels.setdefault(item_id, {})[location] = StockLevel(location, quantity, reserved, version, updated_at, state)
     return {
         row[0]: Item(
             id=row[0],

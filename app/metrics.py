@@ -57,3 +57,27 @@ def track_size(structure: str, bound: int | None, size: Callable[[], int]) -> No
 
 
 STREAMS_REFUSED = Counter("inventory_sse_streams_refused_total", "Live streams refused: the user had too many open")
+
+# Low-stock alerts (app/domain/alerts.py) the listener committed, by kind: low_stock,
+# out_of_stock, back_in_stock. Counted after the commit, so a retried batch counts once.
+STOCK_ALERTS = Counter("inventory_stock_alerts_total", "Stock alerts raised by the listener", ["kind"])
+
+# --- webhooks (app/webhooks/dispatcher.py) ----------------------------------------------------
+WEBHOOK_DELIVERIES = Counter(
+    "inventory_webhook_deliveries_total",
+    "Webhook delivery attempts by result (delivered, retry, dead, gone: a 410 paused the endpoint)",
+    ["result"],
+)
+WEBHOOK_DELAY_SECONDS = Histogram(
+    "inventory_webhook_delivery_delay_seconds",
+    "From the change's commit to its webhook delivered (retries included)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600),
+)
+WEBHOOK_PENDING = Gauge("inventory_webhook_pending", "Webhook deliveries waiting to be sent or retried")
+
+# --- CSV imports (app/imports/service.py) -----------------------------------------------------
+IMPORT_ROWS = Counter(
+    "inventory_import_rows_total",
+    "Rows of confirmed CSV imports by what became of them (submitted, applied, rejected)",
+    ["kind", "status"],
+)

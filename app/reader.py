@@ -21,8 +21,16 @@ import aiosqlite
 from app.domain import search
 from app.domain.audit import AuditEntry
 from app.domain.low_stock import low_ranks
-from app.domain.model import Item, StockLevel
-from app.domain.records import HistoryEntry, ItemView, LevelView, OutcomeChange, ReservationView, TransferView
+from app.domain.model import Item, StockLevel, TransferState
+from app.domain.records import (
+    HistoryEntry,
+    ItemView,
+    LevelView,
+    OutcomeChange,
+    ReservationView,
+    StockAlert,
+    TransferView,
+)
 from app.domain.views import (
     at_location,
     item_view,
@@ -64,6 +72,8 @@ SORTS = {
 }
 ITEM_COLUMNS_OF_I = ", ".join(f"i.{column.strip()}" for column in ITEM_COLUMNS.split(","))
 LEVEL_COLUMNS_OF_S = ", ".join(f"s.{column.strip()}" for column in LEVEL_COLUMNS.split(","))
+TRANSFER_COLUMNS_OF_T = ", ".join(f"t.{column.strip()}" for column in TRANSFER_COLUMNS.split(","))
+RESERVATION_COLUMNS_OF_R = ", ".join(f"r.{column.strip()}" for column in RESERVATION_COLUMNS.split(","))
 
 
 class ReadModelUnavailable(RuntimeError):
@@ -397,6 +407,105 @@ class InventoryReader:
         )
         return [reservation_view(reservation_from_row(row)) for row in rows], int(total[0][0])
 
+    # --- exports (app/queries/exports.py): keyset walks, one bounded read per batch, no OFFSET ---
+
+    async def export_items(
+        self, *, after_sku: str | None, limit: int, q: str | None, locations: Sequence[str] | None
+    ) -> list[Item]:
+        """Up to ``limit`` live items after ``after_sku`` in SKU order (a walk of items_live_sku),
+        each with its levels at ``locations`` (every level when None), read by primary key. One
+        statement, so a batch is one snapshot of the file."""
+        where = ["i.deleted_at IS NULL", "i.sku > ?"]
+        params: list[Any] = [after_sku or ""]
+        search_where, search_params = item_search(q)
+        where += search_where
+        params += [*search_params, limit]
+        level_join = "s.item_id = i.id"
+        if locations is not None:
+            level_join += " AND s.location IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(locations)))
+        rows = await self.rows(
+            f"SELECT {ITEM_COLUMNS_OF_I}, {LEVEL_COLUMNS_OF_S} FROM "
+            f"(SELECT * FROM items i WHERE {' AND '.join(where)} ORDER BY i.sku LIMIT ?) i "
+            f"LEFT JOIN stock_levels s ON {level_join} ORDER BY i.sku, s.location",
+            params,
+        )
+        return list(_items_with_levels(rows).values())
+
+    async def export_transfers(
+        self,
+        *,
+        item_id: str | None,
+        location: str | None,
+        state: str | None,
+        after: tuple[str, str] | None,
+        limit: int,
+    ) -> list[tuple[TransferView, str | None, str | None]]:
+        """Transfers in the order of ``transfers`` (newest shipped first, then by id) after the
+        (shipped_at, id) of the last one read, each with its item's SKU and name.
+
+        No index holds every transfer by shipped_at, but each state (and each end of a transfer)
+        has one: the batch is the first ``limit`` of one bounded walk per state and end (the
+        indexes transfers_state, transfers_from, transfers_to, transfers_item), merged. Reading
+        the next batch starts from the cursor in each, so an export costs what it writes (a few
+        times over), not a sort of every transfer per batch."""
+        common: list[str] = []
+        common_params: list[Any] = []
+        if item_id:
+            common.append("t.item_id = ?")
+            common_params.append(item_id)
+        if after is not None:
+            # A range on shipped_at (so the walk starts at the cursor), then the tie on id.
+            common.append("t.shipped_at <= ? AND (t.shipped_at < ? OR t.id > ?)")
+            common_params += [after[0], after[0], after[1]]
+        ends = ["t.from_location = ?", "t.to_location = ?"] if location else [None]
+        found: list[Sequence[Any]] = []
+        for one_state in [state] if state else [s.value for s in TransferState]:
+            for end in ends:
+                where = [*common, "t.state = ?", *([end] if end else [])]
+                params = [*common_params, one_state, *([location] if end else [])]
+                found += await self.rows(
+                    f"SELECT {TRANSFER_COLUMNS_OF_T}, i.sku, i.name FROM transfers t "
+                    f"LEFT JOIN items i ON i.id = t.item_id WHERE {' AND '.join(where)} "
+                    "ORDER BY t.shipped_at DESC, t.id LIMIT ?",
+                    [*params, limit],
+                )
+        # Newest shipped first, then by id: shipped_at descending as a sort key on text.
+        found.sort(key=lambda row: row[0])
+        found.sort(key=lambda row: row[6], reverse=True)
+        return [(transfer_view(transfer_from_row(row[:-2])), row[-2], row[-1]) for row in found[:limit]]
+
+    async def export_reservations(
+        self,
+        *,
+        item_id: str | None,
+        location: str | None,
+        reference: str | None,
+        state: str | None,
+        before_seq: int | None,
+        limit: int,
+    ) -> tuple[list[tuple[ReservationView, str | None, str | None]], int | None]:
+        """Reservations newest first (by seq, as ``reservations``) before ``before_seq``, each with
+        its item's SKU and name, and the seq to read the next batch before (None: no more)."""
+        where = ["r.seq < ?"]
+        params: list[Any] = [before_seq if before_seq is not None else 2**62]
+        for column, value in (
+            ("r.item_id", item_id),
+            ("r.location", location),
+            ("r.reference", reference),
+            ("r.state", state),
+        ):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        rows = await self.rows(
+            f"SELECT {RESERVATION_COLUMNS_OF_R}, i.sku, i.name FROM reservations r "
+            f"LEFT JOIN items i ON i.id = r.item_id WHERE {' AND '.join(where)} ORDER BY r.seq DESC LIMIT ?",
+            [*params, limit],
+        )
+        found = [(reservation_view(reservation_from_row(row[:-2])), row[-2], row[-1]) for row in rows]
+        return found, (int(rows[-1][-3]) if len(rows) == limit else None)
+
     # --- commands and changes ------------------------------------------------------------
 
     async def outcome(self, command_id: str) -> OutcomeChange | None:
@@ -599,6 +708,43 @@ class InventoryReader:
         )
         return [LowLevel(*row) for row in rows], int(total[0][0])
 
+    # --- stock alerts (app/queries/alerts.py, the low-stock page and the wall) ----------------
+
+    async def alerts(
+        self,
+        *,
+        locations: Sequence[str] | None,
+        kind: str | None,
+        before: int | None,
+        limit: int,
+        sku_prefix: str = "",
+    ) -> list[AlertEntry]:
+        """Alerts newest first (by id) before ``before``, at these locations (None: anywhere), of
+        one kind or any, of the SKUs with this prefix (a department's wall). At some locations,
+        each location's part of the alerts_location index is walked from its newest, at most
+        ``limit`` rows each, and the few found are merged: the cost does not grow with the other
+        stores' alerts."""
+        top = before if before is not None else 2**62
+        kind_where = " AND n.kind = :kind" if kind else ""
+        if sku_prefix:  # as the wall's SKU filter (app/domain/wall.py sku_on): case-insensitive
+            kind_where += " AND lower(substr(n.sku, 1, length(:prefix))) = lower(:prefix)"
+        params: dict[str, Any] = {"before": top, "kind": kind, "limit": limit, "prefix": sku_prefix}
+        if locations is None:
+            source = f"FROM alerts n WHERE n.id < :before{kind_where}"
+            ids = f"SELECT n.id {source} ORDER BY n.id DESC LIMIT :limit"
+        else:
+            params["locations"] = json.dumps(list(locations))
+            ids = (
+                "SELECT m.id FROM json_each(:locations) w JOIN alerts m ON m.id IN (SELECT n.id FROM alerts n "
+                f"WHERE n.location = w.value AND n.id < :before{kind_where} ORDER BY n.id DESC LIMIT :limit)"
+            )
+        rows = await self.named_rows(
+            f"SELECT {ALERT_COLUMNS}, COALESCE(i.name, '') FROM alerts a LEFT JOIN items i ON i.id = a.item_id "
+            f"WHERE a.id IN ({ids}) ORDER BY a.id DESC LIMIT :limit",
+            params,
+        )
+        return [AlertEntry(*row) for row in rows]
+
     async def levels_of_item(self, item_id: str) -> list[LevelView]:
         """Every level of an item: a range of the primary key (at most one per location)."""
         rows = await self.rows(
@@ -699,6 +845,15 @@ def _rejected_entry(row: Sequence[Any]) -> AuditEntry:
 THRESHOLD = "COALESCE(i.low_stock_threshold, :default_threshold)"
 LOW_GROUP = "CASE WHEN s.quantity - s.reserved <= 0 THEN 0 ELSE 1 END"
 LOW_COLUMNS = "i.id, i.sku, i.name, i.low_stock_threshold, s.location, s.quantity, s.reserved, s.updated_at"
+
+
+ALERT_COLUMNS = "a.id, a.item_id, a.sku, a.location, a.kind, a.available, a.threshold, a.command_id, a.at"
+
+
+class AlertEntry(StockAlert, frozen=True):
+    """A stock alert with its item's name now (for lists and pages)."""
+
+    name: str
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,19 @@ class Settings:
     trusted_proxies: tuple[str, ...] = field(default_factory=tuple)
     # Bearer token /metrics asks for (empty: /metrics is open).
     metrics_token: str = ""
+    # Outbound webhooks (app/webhooks): private, loopback and other non-public receiver addresses
+    # are refused unless this is on; the other values shape delivery and retries.
+    webhooks_allow_private: bool = False
+    webhooks_timeout_seconds: float = 10.0
+    webhooks_max_attempts: int = 12
+    webhooks_retry_base_seconds: float = 2.0
+    webhooks_retry_max_seconds: float = 3600.0
+    webhooks_pause_after: int = 5
+    # CSV imports (app/imports): the largest file and the most data rows one upload may carry.
+    import_max_bytes: int = 10 * 1024 * 1024
+    import_max_rows: int = 100_000
+    # How fast a confirmed import submits its rows (app/imports/service.py ImportRunner).
+    import_rows_per_second: int = 300
 
     @property
     def embedded(self) -> bool:
@@ -90,6 +103,14 @@ class Settings:
     @property
     def commands_db(self) -> Path:
         return self.data_dir / "commands.db"
+
+    @property
+    def imports_db(self) -> Path:
+        return self.data_dir / "imports.db"
+
+    @property
+    def webhooks_db(self) -> Path:
+        return self.data_dir / "webhooks.db"
 
     @property
     def users_db(self) -> Path:
@@ -135,6 +156,13 @@ def _positive_float(raw: str) -> float:
     if not value > 0 or value != value or value == float("inf"):
         raise ValueError
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (_text(env, name) or "0").lower()
+    if raw not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+        raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+    return raw in ("1", "true", "yes", "on")
 
 
 def _jwt_secret(env: Mapping[str, str], app_env: Env, data_dir: Path) -> str:
@@ -281,4 +309,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         json_max_depth=_parsed(env, "INVENTORY_JSON_MAX_DEPTH", _at_least(2), 32, "an integer of at least 2"),
         trusted_proxies=_networks(env, "INVENTORY_TRUSTED_PROXIES"),
         metrics_token=_text(env, "INVENTORY_METRICS_TOKEN") or "",
+        webhooks_allow_private=_flag(env, "INVENTORY_WEBHOOKS_ALLOW_PRIVATE"),
+        webhooks_timeout_seconds=_parsed(
+            env, "INVENTORY_WEBHOOKS_TIMEOUT", _positive_float, 10.0, "a positive number of seconds"
+        ),
+        webhooks_max_attempts=_parsed(env, "INVENTORY_WEBHOOKS_MAX_ATTEMPTS", _positive_int, 12, "a positive integer"),
+        webhooks_retry_base_seconds=_parsed(
+            env, "INVENTORY_WEBHOOKS_RETRY_BASE", _positive_float, 2.0, "a positive number of seconds"
+        ),
+        webhooks_retry_max_seconds=_parsed(
+            env, "INVENTORY_WEBHOOKS_RETRY_MAX", _positive_float, 3600.0, "a positive number of seconds"
+        ),
+        webhooks_pause_after=_parsed(env, "INVENTORY_WEBHOOKS_PAUSE_AFTER", _positive_int, 5, "a positive integer"),
+        import_max_bytes=_parsed(
+            env, "INVENTORY_IMPORT_MAX_BYTES", _positive_int, 10 * 1024 * 1024, "a positive number of bytes"
+        ),
+        import_max_rows=_parsed(env, "INVENTORY_IMPORT_MAX_ROWS", _positive_int, 100_000, "a positive integer"),
+        import_rows_per_second=_parsed(
+            env, "INVENTORY_IMPORT_ROWS_PER_SECOND", _positive_int, 300, "a positive number of rows per second"
+        ),
     )

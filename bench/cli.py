@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import machine, report, soak
+from bench import bulk, machine, report, soak
 from bench.growth import GROWTH_SIZES, render, run_growth
 from bench.harness import SECTIONS, Harness, log, size_description
 from bench.sizes import SIZES
@@ -85,6 +85,15 @@ def parser() -> argparse.ArgumentParser:
     soak_cmd.add_argument("--out", type=Path, required=True, help="where to write the JSON result")
     soak_cmd.add_argument("--work-dir", type=Path, help="for the started stack (default: a new temporary directory)")
     soak_cmd.add_argument("--keep", action="store_true", help="keep the work directory (data, logs) afterwards")
+
+    bulk_cmd = commands.add_parser(
+        "bulk", help="CSV import (100,000 count rows), webhook deliveries and a 1,000,000-row CSV export"
+    )
+    bulk_cmd.add_argument("--mode", choices=("embedded", "kafka"), default="kafka")
+    bulk_cmd.add_argument("--size", choices=sorted(bulk.BULK_SIZES), default="small")
+    bulk_cmd.add_argument("--out", type=Path, required=True, help="where to write the JSON result")
+    bulk_cmd.add_argument("--work-dir", type=Path, help="for the started stack (default: a new temporary directory)")
+    bulk_cmd.add_argument("--keep", action="store_true", help="keep the work directory (data, logs) afterwards")
 
     show = commands.add_parser("show", help="print the tables of a result file")
     show.add_argument("result", type=Path)
@@ -326,14 +335,66 @@ def run_soak(args: argparse.Namespace) -> int:
     return EXIT_OK if section.get("ok") else EXIT_INCORRECT
 
 
+def run_bulk(args: argparse.Namespace) -> int:
+    size = bulk.BULK_SIZES[args.size]
+    _raise_open_files_limit()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    started_at = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    load_at_start = os.getloadavg()
+    started = time.monotonic()
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="inventory-bulk-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    problem: str | None = None
+    sections: dict[str, Any] = {}
+    try:
+        bulk.run_bulk(args.mode, size, work_dir, sections)
+    except BaseException as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        failed = problem is not None or any("error" in section for section in sections.values())
+        if args.keep or failed:
+            log(f"work directory kept: {work_dir}")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        result = {
+            "machine": machine.describe(args.mode),
+            "run": {
+                "kind": "bulk",
+                "mode": args.mode,
+                "size": size.name,
+                "started_at": started_at,
+                "duration_seconds": round(time.monotonic() - started, 1),
+                **_source(),
+                "command": " ".join(["python -m bench", *sys.argv[1:]]),
+                "sizes": bulk.size_description(size),
+                "interrupted": problem,
+                "load_average_at_start": [round(v, 2) for v in load_at_start],
+                "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+            },
+            "sections": sections,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print()
+        print(bulk.render(sections))
+        print(f"\nresult written to {args.out}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "soak":
         return run_soak(args)
+    if args.command == "bulk":
+        return run_bulk(args)
     if args.command == "show":
         result = json.loads(args.result.read_text())
         if "growth" in result:
             print(render(result["growth"]))
+            return EXIT_OK
+        if result["run"].get("kind") == "bulk":
+            print(bulk.render(result["sections"]))
             return EXIT_OK
         if "soak" in result["sections"]:
             print(soak.render(result["sections"]["soak"]))

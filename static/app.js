@@ -192,6 +192,8 @@
     if ("homeFirst" in element.dataset) home.insertBefore(element, home.firstChild);
     else home.appendChild(element);
     htmx.process(element);
+    // Placed here rather than swapped by htmx: no htmx:load, so its times are made local here.
+    each(element, "time[datetime]", localTime);
   });
 
   // Countdowns to a reservation's expiry (<time class="countdown" datetime=... data-now=...>),

@@ -7,6 +7,8 @@
 //   up. A tile that needs nothing waits for its screen to come round.
 // - After every (re)connection the stream says "resync": the current screen reloads, so nothing
 //   missed while away stays missed.
+// - The latest stock alert at the wall's stores is one line above the tiles, replaced in place
+//   (out of band) by the stream and with every screen.
 (function () {
   var wall = document.getElementById("wall");
   var tiles = document.getElementById("tiles");
@@ -101,6 +103,21 @@
     var tile = event.detail && event.detail.content;
     if (!tile || !tile.classList || !tile.classList.contains("tile")) return;
     if (number(tile.dataset.group, 2) < 2) place(tile);
+  });
+
+  // The alert line's time: hours and minutes in the viewer's zone, short enough for one line
+  // (app.js, which runs first, writes the long local form; the UTC text stays its title).
+  function shortTime(el) {
+    var at = Date.parse(el.getAttribute("datetime"));
+    if (isNaN(at)) return;
+    if (!el.title) el.title = el.textContent.trim();
+    el.textContent = new Date(at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+  document.addEventListener("htmx:load", function (event) {
+    var root = event.target;
+    if (!root || !root.querySelectorAll) return;
+    var line = root.id === "wall-alert" ? root : root.querySelector("#wall-alert");
+    if (line) line.querySelectorAll("time[datetime]").forEach(shortTime);
   });
 
   var updates = document.getElementById("wall-updates");

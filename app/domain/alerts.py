@@ -40,6 +40,11 @@ class AlertDecision:
     alert: AlertKind | None
 
 
+# The threshold of an item without its own when nothing else is said: the default of
+# INVENTORY_LOW_STOCK_THRESHOLD (app/settings.py), which the listener is given.
+DEFAULT_THRESHOLD = 5
+
+
 def recovery_margin(threshold: int) -> int:
     """Units above the threshold (for low) or above zero (for out) that count as recovered."""
     return max(1, threshold // 5)

@@ -17,6 +17,7 @@ import msgspec
 
 from app.domain import rules
 from app.domain.catalogue import FieldError, InvalidCommand
+from app.domain.csvtext import FORMULA_STARTS
 from app.domain.events import EventType
 
 EntryKind = Literal["applied", "rejected"]
@@ -29,8 +30,6 @@ REASON_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 EVENT_TYPES = {event.value: event.value for event in EventType} | {
     event.value.rsplit(".", 1)[-1]: event.value for event in EventType
 }
-# The characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class AuditEntry(msgspec.Struct, frozen=True, omit_defaults=True):

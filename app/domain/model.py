@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from app.domain.alerts import AlertState
+
 NAME_MAX = 200
 DESCRIPTION_MAX = 2000
 REASON_MAX = 200
@@ -76,6 +78,10 @@ class StockLevel:
     reserved: int = 0
     version: int = 0
     updated_at: str = ""
+    # The level's stock alert state (app/domain/alerts.py), kept by the listener. None: a level
+    # not stored yet (or read by a reader that does not need it); its first change starts it
+    # from ``initial_state``, without an alert.
+    alert: AlertState | None = None
 
     @property
     def available(self) -> int:

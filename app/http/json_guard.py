@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 
 from litestar.types import ASGIApp, HTTPRequestEvent, Message, Receive, ReceiveMessage, Scope, Send
 
@@ -52,11 +53,17 @@ def _refusal(scope: Scope, status: int, error: str, message: str, details: objec
     return start, {"type": "http.response.body", "body": body, "more_body": False}
 
 
-def guard_bodies(app: ASGIApp, *, max_depth: int, max_bytes: int) -> ASGIApp:
+def guard_bodies(app: ASGIApp, *, max_depth: int, max_bytes: int, uploads: Mapping[str, int] | None = None) -> ASGIApp:
+    """``uploads``: paths that take a file (a CSV import) up to their own size; their bodies are
+    not JSON, so their nesting is not counted."""
+    uploads = dict(uploads or {})
+
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") not in _METHODS_WITH_BODY:  # type: ignore[comparison-overlap]
             await app(scope, receive, send)
             return
+        upload_limit = uploads.get(scope["path"])
+        limit = max_bytes if upload_limit is None else upload_limit
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -65,15 +72,19 @@ def guard_bodies(app: ASGIApp, *, max_depth: int, max_bytes: int) -> ASGIApp:
                 return  # the client went away before its body was complete: nobody to answer
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > max_bytes:
-                for reply in _refusal(scope, 413, "PayloadTooLarge", "the request body is too large", None):
+            if size > limit:
+                too_large, details = "the request body is too large", None
+                if upload_limit is not None:  # a file: say how large it may be
+                    too_large = f"the file is too large: at most {upload_limit} bytes may be uploaded"
+                    details = {"max_bytes": upload_limit}
+                for reply in _refusal(scope, 413, "PayloadTooLarge", too_large, details):
                     await send(reply)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if nesting_exceeds(body, max_depth):
+        if upload_limit is None and nesting_exceeds(body, max_depth):
             why = f"JSON may nest arrays and objects at most {max_depth} levels deep"
             problem = [{"field": "body", "message": why}]
             for reply in _refusal(scope, 400, "ValidationError", "the request is invalid", problem):

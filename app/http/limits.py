@@ -39,6 +39,10 @@ DONE = 3  # the request has been read; the answer may take as long as it likes
 # instead of a reset (closing a socket with unread data makes the kernel send RST).
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 1024 * 1024
+# Routes that take a file (CSV imports) up to INVENTORY_IMPORT_MAX_BYTES, plus the multipart
+# form around it, instead of the JSON body limit.
+UPLOAD_PATHS = ("/api/v1/imports", "/ui/imports")
+UPLOAD_ENVELOPE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class RequestLimits:
     max_body_bytes: int = 64 * 1024
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    max_upload_bytes: int = 64 * 1024
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RequestLimits:
@@ -59,6 +64,7 @@ class RequestLimits:
             max_body_bytes=settings.max_body_bytes,
             header_timeout=settings.header_timeout_seconds,
             body_timeout=settings.body_timeout_seconds,
+            max_upload_bytes=settings.import_max_bytes + UPLOAD_ENVELOPE_BYTES,
         )
 
     @property
@@ -185,9 +191,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
         if self._body_bytes > self.limits.max_body_bytes:
-            raise Refused(413, "PayloadTooLarge", "the request body is too large")
+            if not self._uploading():
+                raise Refused(413, "PayloadTooLarge", "the request body is too large")
+            if self._body_bytes > self.limits.max_upload_bytes:
+                largest = self.limits.max_upload_bytes - UPLOAD_ENVELOPE_BYTES
+                raise Refused(413, "PayloadTooLarge", f"the file is too large: at most {largest} bytes may be uploaded")
         self._since = self.loop.time()
         super().on_body(body)
+
+    def _uploading(self) -> bool:
+        """A file upload, held to its own limit (the file itself is checked again by the route)."""
+        return self.url.split(b"?", 1)[0].decode("latin-1") in UPLOAD_PATHS
 
     def on_message_complete(self) -> None:
         self._stage = DONE

@@ -16,6 +16,7 @@ from litestar import Litestar
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, Parameter, Reference, Schema
 
 from app.domain import audit
+from app.domain.alerts import AlertKind
 from app.domain.catalogue import PUBLIC_COMMANDS, Places, body_types
 from app.domain.model import ReservationState, TransferState
 from app.domain.reservations import REFERENCE_MAX
@@ -83,6 +84,8 @@ def _parameter_rules(settings: Settings) -> dict[str, dict[str, Any]]:
         "event_type": {"enum": sorted(audit.EVENT_TYPES)},
         "kind": {"enum": list(audit.KINDS)},
         "cursor": {"pattern": audit.CURSOR_PATTERN},
+        # The CSV exports' layouts (app/queries/exports.py).
+        "layout": {"enum": ["long", "wide", "counts"]},
     }
 
 
@@ -131,8 +134,12 @@ def document_rules(app: Litestar, settings: Settings, closed_bodies: tuple[type,
                 _not_null(parameter)  # an absent header or query parameter is absent, never "null"
                 parameter_rule = parameter_rules.get(parameter.name)
                 if parameter.name == "state":
-                    states = TransferState if path.endswith("/transfers") else ReservationState
+                    states = TransferState if path.endswith(("/transfers", "/transfers.csv")) else ReservationState
                     parameter_rule = {"enum": [state.value for state in states]}
+                    if path.endswith("/deliveries"):  # a webhook's deliveries (app/webhooks/controller.py)
+                        parameter_rule = {"enum": ["pending", "delivered", "dead"]}
+                if path.endswith("/alerts") and parameter.name == "kind":  # stock alerts (app/queries/alerts.py)
+                    parameter_rule = {"enum": [kind.value for kind in AlertKind]}
                 if path.endswith("/stream") and parameter.name == "location":
                     # The stream takes a comma-separated list of codes (app/queries/stream.py).
                     codes = "|".join(re.escape(code) for code in settings.locations)

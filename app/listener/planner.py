@@ -6,12 +6,14 @@ writes the plan with version guards; the consumer loop decides about retries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
+from app.domain.alerts import DEFAULT_THRESHOLD, AlertKind, initial_state, next_alert
 from app.domain.catalogue import BY_EVENT_TYPE, DecisionContext
 from app.domain.events import Event, EventType
 from app.domain.model import Applied, Decision, Item, Movement, Reason, Rejected, Reservation, StockLevel, Transfer
-from app.domain.records import ItemChange, OutcomeChange, ReservationView, TransferView
+from app.domain.records import ItemChange, OutcomeChange, ReservationView, StockAlert, TransferView
 from app.domain.views import level_view, reservation_view, summary_view, transfer_view
 from app.eventlog.base import TopicPartition
 
@@ -56,6 +58,32 @@ class HistoryRow:
 
 
 @dataclass(frozen=True)
+class AlertRow:
+    """A stock alert the batch raised; the store numbers it (its row id) and dates it."""
+
+    item_id: str
+    sku: str
+    location: str
+    kind: AlertKind
+    available: int
+    threshold: int
+    command_id: str
+
+    def record(self, alert_id: int, at: str) -> StockAlert:
+        return StockAlert(
+            id=alert_id,
+            item_id=self.item_id,
+            sku=self.sku,
+            location=self.location,
+            kind=self.kind.value,
+            available=self.available,
+            threshold=self.threshold,
+            command_id=self.command_id,
+            at=at,
+        )
+
+
+@dataclass(frozen=True)
 class Outcome:
     command_id: str
     item_id: str
@@ -93,6 +121,9 @@ class Plan:
     transfers: dict[str, Transfer] = field(default_factory=dict)
     reservations: dict[str, Reservation] = field(default_factory=dict)
     history: list[HistoryRow] = field(default_factory=list)
+    alerts: list[AlertRow] = field(default_factory=list)
+    # Items the batch edited (name, description, threshold): ItemChange.edited.
+    edited: set[str] = field(default_factory=set)
     outcomes: list[Outcome] = field(default_factory=list)
     processed: list[str] = field(default_factory=list)
     parked: list[ParkedEvent] = field(default_factory=list)
@@ -103,9 +134,13 @@ class Plan:
     def touched_items(self) -> list[Item]:
         return [*self.new_items.values(), *(item for item, _ in self.changed_items.values())]
 
-    def item_changes(self) -> list[ItemChange]:
+    def item_changes(self, alerts: Sequence[StockAlert] = ()) -> list[ItemChange]:
         """One change record per item touched: its summary after this batch and the levels the
-        batch changed (never the others, however many stores the item is in)."""
+        batch changed (never the others, however many stores the item is in), with the alerts
+        it raised (``alerts``: this plan's, as the store numbered them)."""
+        raised: dict[str, list[StockAlert]] = {}
+        for alert in alerts:
+            raised.setdefault(alert.item_id, []).append(alert)
         changed: dict[str, list[StockLevel]] = {}
         for (item_id, _), (level, _) in sorted(self.levels.items()):
             changed.setdefault(item_id, []).append(level)
@@ -125,6 +160,8 @@ class Plan:
                 levels=[] if item.deleted else [level_view(level) for level in changed.get(item.id, [])],
                 transfers=transfers.get(item.id, []),
                 reservations=reservations.get(item.id, []),
+                alerts=raised.get(item.id, []),
+                edited=item.id in self.edited,
             )
             for item in self.touched_items
         ]
@@ -148,7 +185,15 @@ def _record_location(event: Event, item: Item) -> str | None:
 
 
 class Planner:
-    def __init__(self, loaded: Loaded, *, now: str, now_epoch: float, orphan_wait: float) -> None:
+    def __init__(
+        self,
+        loaded: Loaded,
+        *,
+        now: str,
+        now_epoch: float,
+        orphan_wait: float,
+        default_threshold: int = DEFAULT_THRESHOLD,
+    ) -> None:
         self._items = dict(loaded.items)
         self._loaded_versions = {item_id: item.version for item_id, item in loaded.items.items()}
         self._level_bases: dict[tuple[str, str], int | None] = {
@@ -159,6 +204,7 @@ class Planner:
         self._now = now
         self._now_epoch = now_epoch
         self._orphan_wait = orphan_wait
+        self._default_threshold = default_threshold
         self.plan = Plan()
 
     # --- entry points -------------------------------------------------------------------
@@ -218,6 +264,10 @@ class Planner:
         if not applied.changed:  # an idempotent repeat (the same reservation reference)
             self._outcome(event, "applied", None, None, item.version)
             return
+        if applied.movements:
+            item = self._decide_alerts(event, item, {movement.location for movement in applied.movements})
+        elif event.event_type is EventType.ITEM_UPDATED:
+            self.plan.edited.add(item.id)
         before = self._items.get(item.id)
         self._items[item.id] = item
         if before is not None and not before.deleted:
@@ -242,6 +292,30 @@ class Planner:
             self._history(event, item, None, Movement(""), None, note=note)
         location = applied.movements[0].location if applied.movements else event.location
         self._outcome(event, "applied", None, None, item.version, location=location)
+
+    def _decide_alerts(self, event: Event, item: Item, locations: set[str]) -> Item:
+        """The item with the alert state of each level the change moved decided again, once, here
+        (app/domain/alerts.py); the alerts it raised go into the plan. A level not stored yet
+        starts from what it is now, without an alert. A threshold edit moves no level: each level
+        meets the new threshold at its next change."""
+        threshold = item.low_stock_threshold if item.low_stock_threshold is not None else self._default_threshold
+        decided: list[StockLevel] = []
+        for location in sorted(locations):
+            level = item.levels[location]
+            if level.alert is None:
+                state, kind = initial_state(level.available, threshold), None
+            else:
+                decision = next_alert(level.alert, level.available, threshold)
+                state, kind = decision.state, decision.alert
+            if state is not level.alert:
+                decided.append(replace(level, alert=state))
+            if kind is not None:
+                self.plan.alerts.append(
+                    AlertRow(item.id, item.sku, location, kind, level.available, threshold, event.command_id)
+                )
+        if not decided:
+            return item
+        return replace(item, levels={**item.levels, **{level.location: level for level in decided}})
 
     def _history(
         self,

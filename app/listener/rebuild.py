@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.clock import utc_now
+from app.domain.alerts import DEFAULT_THRESHOLD
 from app.domain.events import COMMAND_TOPICS
 from app.eventlog.base import EventConsumer, EventLog, Message, PositionLoader, StartAt, TopicPartition, TopicSpec
 from app.listener.planner import Planner
@@ -75,7 +76,10 @@ ITEMS_SQL = (
     "SELECT id, sku, name, description, version, deleted_at IS NOT NULL, low_stock_threshold, quantity, reserved, "
     "in_transit FROM items"
 )
-LEVELS_SQL = "SELECT item_id, location, quantity, reserved, version FROM stock_levels"
+# The alert state too: a replay decides it again, change by change, as the listener did. The
+# alerts themselves are a log like the history, not compared (a file upgraded from before alerts
+# has none for its past).
+LEVELS_SQL = "SELECT item_id, location, quantity, reserved, version, alert FROM stock_levels"
 OUTCOMES_SQL = "SELECT command_id, status, reason FROM command_outcomes"
 TRANSFERS_SQL = "SELECT id, item_id, from_location, to_location, quantity, state, received FROM transfers"
 RESERVATIONS_SQL = "SELECT id, item_id, location, quantity, reserved, state, reference, expires_at FROM reservations"
@@ -114,10 +118,14 @@ def compare(current: Path, rebuilt: Path, *, limit: int = 20) -> list[str]:
     return differences[:limit] + ([f"... and {len(differences) - limit} more"] if len(differences) > limit else [])
 
 
-async def rebuild(event_log: EventLog, data_dir: Path, *, apply: bool = False) -> RebuildReport:
+async def rebuild(
+    event_log: EventLog, data_dir: Path, *, apply: bool = False, low_stock_threshold: int = DEFAULT_THRESHOLD
+) -> RebuildReport:
+    """Replay into a fresh file and compare. ``low_stock_threshold`` must be the listener's
+    default threshold: the replay decides the levels' alert states by it as the listener did."""
     ends = await event_log.end_offsets(COMMAND_TOPICS)
     target = data_dir / f"rebuild-{time.strftime('%Y%m%d-%H%M%S')}.db"
-    store = InventoryStore(target)
+    store = InventoryStore(target, low_stock_threshold=low_stock_threshold)
     await store.open()
     replay = _ReplayLog(event_log)
     listener = Listener(replay, store, _NoNotifications(), retry=RetryPolicy(max_attempts=3))

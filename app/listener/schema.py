@@ -7,7 +7,9 @@ import uuid
 
 import aiosqlite
 
-SCHEMA_VERSION = 4
+from app.domain.alerts import DEFAULT_THRESHOLD
+
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -38,6 +40,8 @@ CREATE TABLE IF NOT EXISTS stock_levels (
     reserved INTEGER NOT NULL,
     version INTEGER NOT NULL,
     updated_at TEXT NOT NULL,
+    -- Version 5: the level's stock alert state (app/domain/alerts.py), decided by the listener.
+    alert TEXT NOT NULL DEFAULT 'ok' CHECK (alert IN ('ok', 'low', 'out')),
     PRIMARY KEY (item_id, location),
     -- The invariant of app/domain/model.py, enforced by the database as a last line of defence.
     CHECK (reserved >= 0 AND reserved <= quantity)
@@ -118,6 +122,23 @@ CREATE INDEX IF NOT EXISTS reservations_due ON reservations (expires_at)
 CREATE INDEX IF NOT EXISTS reservations_of_item ON reservations (item_id, seq);
 CREATE INDEX IF NOT EXISTS reservations_at_location ON reservations (location, seq);
 CREATE INDEX IF NOT EXISTS reservations_reference ON reservations (reference) WHERE reference IS NOT NULL;
+
+-- Stock alerts (version 5): a level crossed into low, into out, or back in stock, decided once by
+-- the listener in the transaction of the change (app/domain/alerts.py). Read newest first, at
+-- some locations (the low-stock page, the wall, the API) or of one item.
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id TEXT NOT NULL,
+    sku TEXT NOT NULL,
+    location TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('low_stock', 'out_of_stock', 'back_in_stock')),
+    available INTEGER NOT NULL,
+    threshold INTEGER NOT NULL,
+    command_id TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_location ON alerts (location, id);
+CREATE INDEX IF NOT EXISTS alerts_item ON alerts (item_id, id);
 
 CREATE TABLE IF NOT EXISTS command_outcomes (
     command_id TEXT PRIMARY KEY,
@@ -223,8 +244,9 @@ INDEXES_ON_MIGRATED_COLUMNS = (
 )
 
 
-async def open_writer(path: str) -> aiosqlite.Connection:
-    """The listener's connection: the only one that ever writes this file."""
+async def open_writer(path: str, *, low_stock_threshold: int = DEFAULT_THRESHOLD) -> aiosqlite.Connection:
+    """The listener's connection: the only one that ever writes this file. ``low_stock_threshold``
+    is the default threshold, which an older file's levels take their alert state by."""
     conn = await aiosqlite.connect(path, isolation_level=None)
     await conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode is durable against process crashes (the promise we test with kill -9);
@@ -238,7 +260,7 @@ async def open_writer(path: str) -> aiosqlite.Connection:
     await conn.execute("PRAGMA wal_autocheckpoint=10000")
     await conn.execute("PRAGMA temp_store=MEMORY")
     await conn.executescript(SCHEMA)
-    await _migrate(conn)
+    await _migrate(conn, low_stock_threshold)
     for statement in INDEXES_ON_MIGRATED_COLUMNS:
         await conn.execute(statement)
     await _fill_search_index(conn)
@@ -250,7 +272,7 @@ async def open_writer(path: str) -> aiosqlite.Connection:
     return conn
 
 
-async def _migrate(conn: aiosqlite.Connection) -> None:
+async def _migrate(conn: aiosqlite.Connection, low_stock_threshold: int) -> None:
     """Bring a database written by an older version up to SCHEMA_VERSION, in place."""
     async with conn.execute("PRAGMA table_info(processed_events)") as cursor:
         columns = {row[1] for row in await cursor.fetchall()}
@@ -279,6 +301,28 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
         columns = {row[1] for row in await cursor.fetchall()}
     if "in_transit" not in columns:
         await _migrate_to_store_day(conn)
+    async with conn.execute("PRAGMA table_info(stock_levels)") as cursor:
+        columns = {row[1] for row in await cursor.fetchall()}
+    if "alert" not in columns:
+        await _migrate_to_alerts(conn, low_stock_threshold)
+
+
+async def _migrate_to_alerts(conn: aiosqlite.Connection, low_stock_threshold: int) -> None:
+    """Version 4 to 5: every level takes the alert state it is in now (app/domain/alerts.py
+    ``initial_state``), and no alert: an upgrade must not page anyone about stock that was low
+    long before it. The same rule as initial_state, in one statement over the whole table."""
+    await conn.execute("BEGIN IMMEDIATE")
+    await conn.execute(
+        "ALTER TABLE stock_levels ADD COLUMN alert TEXT NOT NULL DEFAULT 'ok' CHECK (alert IN ('ok', 'low', 'out'))"
+    )
+    available = "stock_levels.quantity - stock_levels.reserved"
+    # Levels above their threshold keep the column's default ('ok'): only the others are written.
+    await conn.execute(
+        f"UPDATE stock_levels SET alert = CASE WHEN {available} <= 0 THEN 'out' ELSE 'low' END "
+        f"FROM items i WHERE i.id = stock_levels.item_id AND {available} <= MAX(COALESCE(i.low_stock_threshold, ?), 0)",
+        (low_stock_threshold,),
+    )
+    await conn.execute("COMMIT")
 
 
 async def _fill_search_index(conn: aiosqlite.Connection) -> None:

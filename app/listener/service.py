@@ -13,7 +13,7 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -39,6 +39,7 @@ from app.metrics import (
     PRUNED_ROWS,
     RESERVATIONS_CLOSED,
     RETRIES,
+    STOCK_ALERTS,
 )
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class Listener:
         orphan_wait: float = 10.0,
         retry: RetryPolicy | None = None,
         retention: Retention | None = None,
+        prune_floor: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self._log = event_log
         self._store = store
@@ -123,6 +125,9 @@ class Listener:
         self._orphan_wait = orphan_wait
         self._retry = retry or RetryPolicy()
         self._retention = retention or Retention()
+        # The newest change another reader of the outbox has taken (app/bootstrap.py wires the
+        # webhook fan-out's cursor): nothing after it is pruned.
+        self._prune_floor = prune_floor
         self._next_prune = 0.0
         self.status = ListenerStatus()
         self._next_orphan_check = 0.0
@@ -278,7 +283,13 @@ class Listener:
         fresh = [(r, e) for r, e in decoded if r.offset >= stored.get(r.position, 0)]
         seen = await self._store.processed(e.event_id for _, e in fresh)
         loaded = await self._store.load([e for _, e in fresh])
-        planner = Planner(loaded, now=utc_now(), now_epoch=time.time(), orphan_wait=self._orphan_wait)
+        planner = Planner(
+            loaded,
+            now=utc_now(),
+            now_epoch=time.time(),
+            orphan_wait=self._orphan_wait,
+            default_threshold=self._store.low_stock_threshold,
+        )
         duplicates = 0
         for record, event in fresh:
             if event.event_id in seen:
@@ -305,6 +316,8 @@ class Listener:
         for outcome in plan.outcomes:
             OUTCOMES.labels(outcome.event_type, outcome.status, outcome.reason or "").inc()
         _count_movements(plan)
+        for alert in plan.alerts:  # committed: counted once (a retried batch raised nothing yet)
+            STOCK_ALERTS.labels(alert.kind.value).inc()
 
     async def _publish_dead_letters(self, letters: list[DeadLetter]) -> None:
         await self._log.publish([dead_letter_message(d) for d in letters])
@@ -359,10 +372,12 @@ class Listener:
         wall = time.time()
         limit = self._retention.rows_per_round
         try:
+            floor = await self._prune_floor() if self._prune_floor is not None else None
             pruned = await self._store.prune(
                 changes_before=to_rfc3339(datetime.fromtimestamp(wall - self._retention.changes_seconds, UTC)),
                 processed_before=int(wall - self._retention.processed_seconds),
                 limit=limit,
+                keep_after=floor,
             )
         except sqlite3.OperationalError as exc:
             log.warning("pruning postponed: %r", exc)

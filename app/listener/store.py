@@ -20,17 +20,18 @@ from typing import Any
 import aiosqlite
 
 from app.clock import utc_now
+from app.domain.alerts import DEFAULT_THRESHOLD
 from app.domain.catalogue import BY_EVENT_TYPE, decode_event
 from app.domain.events import Event, PoisonMessage
 from app.domain.model import Item
-from app.domain.records import Change, encode_text
+from app.domain.records import Change, StockAlert, encode_text
 from app.eventlog.base import Headers, TopicPartition
 from app.item_rows import (
     ANONYMOUS_TO_RELEASE,
     ITEM_COLUMNS,
     ITEMS_BY_IDS,
     LEVELS_BY_IDS,
-    LEVELS_BY_PAIRS,
+    LEVELS_WITH_ALERT_BY_PAIRS,
     RESERVATIONS_BY_IDS,
     TRANSFERS_BY_IDS,
     assemble_items,
@@ -68,13 +69,15 @@ def _ids(values: Iterable[str]) -> str:
 
 
 class InventoryStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, low_stock_threshold: int = DEFAULT_THRESHOLD) -> None:
         self.path = path
+        # The default threshold, for the alert states of a file from before alerts (schema.py).
+        self.low_stock_threshold = low_stock_threshold
         self._conn: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = await open_writer(str(self.path))
+        self._conn = await open_writer(str(self.path), low_stock_threshold=self.low_stock_threshold)
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -148,7 +151,7 @@ class InventoryStore:
         touched |= {(row[1], row[2]) for row in reservation_rows}
         items = assemble_items(
             await self._all(ITEMS_BY_IDS, (item_ids,)),
-            await self._all(LEVELS_BY_PAIRS, (json.dumps(sorted(touched)),)),
+            await self._all(LEVELS_WITH_ALERT_BY_PAIRS, (json.dumps(sorted(touched)),)),
             transfer_rows,
             reservation_rows,
         )
@@ -221,9 +224,13 @@ class InventoryStore:
                 await conn.execute("ROLLBACK")
             raise
 
-    async def prune(self, *, changes_before: str, processed_before: int, limit: int) -> Pruned:
+    async def prune(
+        self, *, changes_before: str, processed_before: int, limit: int, keep_after: int | None = None
+    ) -> Pruned:
         """Forget published changes created before ``changes_before`` (RFC 3339) and processed
         event ids applied before ``processed_before`` (epoch seconds), at most ``limit`` of each.
+        Changes after ``keep_after`` are kept whatever their age: a reader of the outbox (the
+        webhook fan-out) has not taken them yet.
 
         Small rounds keep the write lock short: the listener prunes between batches.
         """
@@ -234,8 +241,9 @@ class InventoryStore:
                 "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes "
                 f"WHERE seq <= ({PUBLISHED_SEQ}) AND seq < COALESCE("
                 "(SELECT seq FROM changes WHERE created_at >= ? ORDER BY seq LIMIT 1), 9223372036854775807) "
+                "AND seq <= COALESCE(?, 9223372036854775807) "
                 "ORDER BY seq LIMIT ?)",
-                (changes_before, limit),
+                (changes_before, keep_after, limit),
             )
             processed = await conn.execute(
                 "DELETE FROM processed_events WHERE event_id IN "
@@ -304,7 +312,8 @@ class InventoryStore:
                     [(p.event.item_id, p.event.event_id, p.value, now, p.deadline) for p in plan.parked],
                 )
                 await conn.executemany("DELETE FROM parked_events WHERE id = ?", [(pid,) for pid in plan.unparked])
-                changes: list[Change] = [*plan.item_changes(), *(o.change(now) for o in plan.outcomes)]
+                alerts = await self._write_alerts(plan, now)
+                changes: list[Change] = [*plan.item_changes(alerts), *(o.change(now) for o in plan.outcomes)]
                 await conn.executemany(
                     "INSERT INTO changes (kind, item_id, payload, created_at) VALUES (?, ?, ?, ?)",
                     [(c.kind, c.item_id, encode_text(c), now) for c in changes],
@@ -391,29 +400,49 @@ class InventoryStore:
 
     async def _write_levels(self, plan: Plan) -> None:
         conn = self.conn
+        # The planner decided every changed level's alert state; "ok" only stands in for a level
+        # a plan made without deciding it (none does).
         inserts = [
-            (item_id, lv.location, lv.quantity, lv.reserved, lv.version, lv.updated_at)
+            (item_id, lv.location, lv.quantity, lv.reserved, lv.version, lv.updated_at, lv.alert or "ok")
             for (item_id, _), (lv, base) in plan.levels.items()
             if base is None
         ]
         updates = [
-            (lv.quantity, lv.reserved, lv.version, lv.updated_at, item_id, lv.location, base)
+            (lv.quantity, lv.reserved, lv.version, lv.updated_at, lv.alert or "ok", item_id, lv.location, base)
             for (item_id, _), (lv, base) in plan.levels.items()
             if base is not None
         ]
         await conn.executemany(
-            "INSERT INTO stock_levels (item_id, location, quantity, reserved, version, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO stock_levels (item_id, location, quantity, reserved, version, updated_at, alert) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             inserts,
         )
         if updates:
             cursor = await conn.executemany(
-                "UPDATE stock_levels SET quantity = ?, reserved = ?, version = ?, updated_at = ? "
+                "UPDATE stock_levels SET quantity = ?, reserved = ?, version = ?, updated_at = ?, alert = ? "
                 "WHERE item_id = ? AND location = ? AND version = ?",
                 updates,
             )
             if cursor.rowcount != len(updates):
                 raise Conflict("a stock level's version moved on since it was read")
+
+    async def _write_alerts(self, plan: Plan, now: str) -> list[StockAlert]:
+        """The batch's alerts, numbered by their rows. This transaction is the only writer and
+        ids are AUTOINCREMENT, so the rows it inserts take the numbers after the last one, in
+        order: one insert for them all (a count import can raise thousands) and one read."""
+        if not plan.alerts:
+            return []
+        await self.conn.executemany(
+            "INSERT INTO alerts (item_id, sku, location, kind, available, threshold, command_id, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (a.item_id, a.sku, a.location, a.kind.value, a.available, a.threshold, a.command_id, now)
+                for a in plan.alerts
+            ],
+        )
+        rows = await self._all("SELECT seq FROM sqlite_sequence WHERE name = 'alerts'")
+        first = int(rows[0][0]) - len(plan.alerts) + 1
+        return [alert.record(first + n, now) for n, alert in enumerate(plan.alerts)]
 
     async def _write_records(self, plan: Plan) -> None:
         """Transfers and reservations the batch made or changed. They change only with their item,

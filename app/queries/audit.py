@@ -7,8 +7,6 @@ the event loop for longer than one batch's read.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from litestar.params import Parameter
 from litestar.response import Stream
 
 from app.auth.roles import Role
+from app.domain import csvtext
 from app.domain.audit import (
     CSV_COLUMNS,
     KINDS,
@@ -69,26 +68,20 @@ def cursor_of(text: str | None) -> Cursor:
         raise InvalidCommand([FieldError("cursor", "not a cursor this service gave")]) from None
 
 
-async def csv_chunks(queries: QueryService, filters: AuditFilters) -> AsyncIterator[str]:
-    """The log as CSV text, a header then one chunk per batch read."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    yield buffer.getvalue()
+async def csv_chunks(queries: QueryService, filters: AuditFilters, bom: bool = False) -> AsyncIterator[str]:
+    """The log as CSV text (app/domain/csvtext.py, as every export), a header then one chunk per batch read."""
+    yield csvtext.header(CSV_COLUMNS, bom=bom)
     async for batch in queries.audit_batches(filters, EXPORT_BATCH):
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerows(csv_row(entry) for entry in batch)
-        yield buffer.getvalue()
+        yield csvtext.lines(csv_row(entry) for entry in batch)
 
 
-def csv_response(queries: QueryService, filters: AuditFilters) -> Stream:
+def csv_response(queries: QueryService, filters: AuditFilters, bom: bool = False) -> Stream:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     narrowed = "-".join(value for value in (filters.location, filters.actor) if value)
     # A header is Latin-1 and a user name may be anything: the file name keeps plain characters.
     name = FILE_NAME_UNSAFE.sub("_", f"audit-{narrowed + '-' if narrowed else ''}{stamp}.csv")
     return Stream(
-        csv_chunks(queries, filters),
+        csv_chunks(queries, filters, bom),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
     )
@@ -155,6 +148,7 @@ async def audit_csv(
     reason: Annotated[str | None, Parameter(description=FILTER_DOCS["reason"])] = None,
     event_type: Annotated[str | None, Parameter(description=FILTER_DOCS["event_type"])] = None,
     kind: Annotated[str | None, Parameter(description=FILTER_DOCS["kind"])] = None,
+    bom: Annotated[bool, Parameter(description="true: start with a UTF-8 byte order mark (for spreadsheets)")] = False,
 ) -> Stream:
     params = _params(actor=actor, item=item, location=location, reason=reason, event_type=event_type, kind=kind)
-    return csv_response(queries, filters_of(params, settings))
+    return csv_response(queries, filters_of(params, settings), bom)

@@ -225,7 +225,10 @@ def parse_locations(raw: str | None, known: tuple[str, ...]) -> frozenset[str] |
         "token no longer holds; comments as keep-alives. Resume with Last-Event-ID (or `after`): "
         "the missed changes of the same subscription are replayed. With `location`, an item event carries "
         "only the levels at those locations (`levels`) and the item's chain totals (`item`); changes at "
-        "other locations are not sent. Without it, item events carry the totals and no levels."
+        "other locations are not sent. Without it, item events carry the totals and no levels. An item "
+        "event has `alerts` when the change raised stock alerts (low_stock, out_of_stock, back_in_stock; "
+        "with `location`, those at its locations), and `edited: true` when it changed the item's name, "
+        "description or threshold; both are left out otherwise."
     ),
     responses={
         400: ResponseSpec(ErrorBody, description="An unknown location code"),

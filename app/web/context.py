@@ -53,6 +53,8 @@ def role_context(user: Principal, settings: Settings | None = None) -> dict[str,
         # The catalogue (create, edit, delete) is every store's: a store-limited user may not change it.
         "can_manage_items": user.can(Role.MANAGER) and not user.locations,
         "is_admin": user.can(Role.ADMIN),
+        # CSV imports (app/web/imports.py): managers and admins.
+        "can_import": user.can(Role.MANAGER),
         # The People page: an admin with every location (a limited one could lift its own limit).
         "manages_people": user.can(Role.ADMIN) and not user.locations,
         **scoped,

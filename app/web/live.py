@@ -165,7 +165,9 @@ class LiveUpdates:
         if view.kind in RECORD_KINDS:
             return self._record_rows(change, view, context)
         if view.kind == "wall" and view.wall is not None:
-            return await self._wall_tiles(change, view.wall, context, queries)
+            return await self._wall_tiles(change, view.wall, context, queries) + self._wall_alert(
+                change, view.wall, context
+            )
         template = "partials/oob_row.html" if view.kind == "dashboard" else "partials/oob_tile.html"
         item = await self._shown(change, view, queries)
         if item is None:
@@ -230,6 +232,20 @@ class LiveUpdates:
                 gone = {"removed": True, "item_id": tile.id, "tile_location": tile.locations[0].location}
                 parts.append(render("partials/oob_tile.html", **gone, **shared))
         return "".join(parts)
+
+    def _wall_alert(self, change: ItemChange, wall: WallOptions, context: dict[str, Any]) -> str:
+        """The wall's alert line, when the change raised an alert at its stores (of its SKUs): the
+        newest one, as the wall's fragment draws it (templates/partials/wall_alert.html)."""
+        alerts = [a for a in change.alerts if a.location in wall.locations and sku_on(wall, a.sku)]
+        if not alerts or change.item is None:
+            return ""
+        return self._renderer.render(
+            "partials/wall_alert.html",
+            **{**context, "several": wall.several},
+            wall_alert=max(alerts, key=lambda alert: alert.id),
+            wall_alert_name=change.item.name,
+            alert_oob=True,
+        )
 
     def _record_rows(self, change: ItemChange, view: View, context: dict[str, Any]) -> str:
         """The rows of the transfers or reservations page this change made or changed."""

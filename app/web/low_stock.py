@@ -1,5 +1,6 @@
 """The low-stock page (/low-stock): every level low or out across the chain (or one store),
-most urgent first, each with the store that has the most of the item to spare; live."""
+most urgent first, each with the store that has the most of the item to spare, and the recent
+stock alerts there (app/domain/alerts.py); live."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ from app.domain.low_stock import LowStockRow
 from app.domain.records import ItemChange
 from app.http.auth import requires
 from app.queries.service import QueryService
+from app.reader import AlertEntry, InventoryReader
 from app.settings import Settings
 from app.web.context import page_context
 from app.web.rendering import Renderer
 
 LOW_STOCK_ROWS = 50
+# "Recent alerts": the newest few; live ones go on top (app.css shows no more than these).
+RECENT_ALERTS = 20
 
 
 def low_stock_filters(request: Request[Any, Any, Any], settings: Settings) -> dict[str, Any]:
@@ -35,8 +39,12 @@ def low_stock_filters(request: Request[Any, Any, Any], settings: Settings) -> di
     return {"location": code if code in settings.locations else None, "page": page}
 
 
+async def recent_alerts(reader: InventoryReader, location: str | None) -> list[AlertEntry]:
+    return await reader.alerts(locations=[location] if location else None, kind=None, before=None, limit=RECENT_ALERTS)
+
+
 async def _low_stock_context(
-    request: Request[Any, Any, Any], settings: Settings, queries: QueryService
+    request: Request[Any, Any, Any], settings: Settings, queries: QueryService, reader: InventoryReader
 ) -> dict[str, Any]:
     filters = low_stock_filters(request, settings)
     location = filters["location"]
@@ -53,6 +61,7 @@ async def _low_stock_context(
 
     return {
         **filters,
+        "alerts": await recent_alerts(reader, location),
         "rows": found.rows,
         "page_result": found,
         "page_path": "/low-stock",
@@ -73,8 +82,9 @@ class LowStockPageController(Controller):
         request: Request[Principal, Any, Any],
         settings: NamedDependency[Settings],
         queries: NamedDependency[QueryService],
+        reader: NamedDependency[InventoryReader],
     ) -> Template:
-        context = await _low_stock_context(request, settings, queries)
+        context = await _low_stock_context(request, settings, queries, reader)
         return Template("low_stock.html", context=page_context(request, settings, nav="low-stock", **context))
 
     @get("/ui/low-stock/rows")
@@ -83,9 +93,24 @@ class LowStockPageController(Controller):
         request: Request[Principal, Any, Any],
         settings: NamedDependency[Settings],
         queries: NamedDependency[QueryService],
+        reader: NamedDependency[InventoryReader],
     ) -> Template:
-        context = await _low_stock_context(request, settings, queries)
+        context = await _low_stock_context(request, settings, queries, reader)
         return Template("partials/low_stock_rows.html", context=page_context(request, settings, **context))
+
+    @get("/ui/low-stock/alerts")
+    async def low_stock_alerts(
+        self,
+        request: Request[Principal, Any, Any],
+        settings: NamedDependency[Settings],
+        reader: NamedDependency[InventoryReader],
+    ) -> Template:
+        """The recent alerts again (after a reconnection)."""
+        location = low_stock_filters(request, settings)["location"]
+        alerts = await recent_alerts(reader, location)
+        return Template(
+            "partials/alert_list.html", context=page_context(request, settings, alerts=alerts, location=location)
+        )
 
 
 async def render_low_stock(
@@ -101,10 +126,13 @@ async def render_low_stock(
     """What a change does to a live low-stock page: each changed level that is low or out is
     updated in place (or added on top of the first page), one that recovered leaves; the item's
     other low rows are redrawn in place, since their best source may have moved. A deleted item
-    leaves the page."""
+    leaves the page. The alerts the change raised at the page's locations go on top of its
+    recent alerts."""
     render = renderer.render
     if change.deleted or change.item is None:
         return render("partials/oob_low_stock.html", removed_item=change.item_id, **context)
+    alerts = [alert for alert in change.alerts if alert.location in locations]
+    news = render("partials/oob_alerts.html", alerts=alerts, alert_name=change.item.name, **context) if alerts else ""
     changed = {level.location for level in change.levels if level.location in locations}
     rows = await queries.low_stock_rows_of_item(change.item, locations, default_threshold)
     low_at = {row.location for row in rows}
@@ -119,7 +147,7 @@ async def render_low_stock(
     ]
     home = "#low-rows" if first_page else ""
     parts += [_row(render, row, home if row.location in changed else "", context) for row in rows]
-    return "".join(parts)
+    return "".join(parts) + news
 
 
 def _row(render: Any, row: LowStockRow, home: str, context: dict[str, Any]) -> str:

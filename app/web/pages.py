@@ -95,6 +95,8 @@ class PageController(Controller):
                 page_result=result,
                 page_link=page_link,
                 query_string=urlencode({**base, "page": filters["page"]}),
+                # The CSV exports take the list's filters (not its sort: they are in SKU order).
+                export_query=urlencode({key: filters[key] for key in ("q", "location") if filters[key]}),
                 **filters,
             ),
         )
@@ -329,6 +331,9 @@ async def _record_page(
         "page_path": path,
         "page_link": page_link,
         "query_string": query_string,
+        "export_query": urlencode(
+            {key: filters[key] for key in ("location", "state", "reference", "item_id") if filters.get(key)}
+        ),
         "transfer_states": TRANSFER_STATES,
         "reservation_states": RESERVATION_STATES,
     }

@@ -31,7 +31,7 @@ from app.domain.wall import (
 from app.http.auth import requires
 from app.http.errors import ApiError
 from app.queries.service import QueryService
-from app.reader import WallPage
+from app.reader import AlertEntry, InventoryReader, WallPage
 from app.settings import Settings
 from app.web.context import home_location, page_context
 
@@ -86,9 +86,17 @@ async def _screen(queries: QueryService, options: WallOptions, settings: Setting
     )
 
 
-def wall_context(options: WallOptions, screen: WallPage) -> dict[str, Any]:
+async def latest_alert(reader: InventoryReader, options: WallOptions) -> AlertEntry | None:
+    """The newest stock alert at the wall's stores (of its SKUs), for the line above the tiles."""
+    found = await reader.alerts(locations=options.locations, kind=None, before=None, limit=1, sku_prefix=options.sku)
+    return found[0] if found else None
+
+
+def wall_context(options: WallOptions, screen: WallPage, alert: AlertEntry | None = None) -> dict[str, Any]:
     """What the wall's templates need beside the site's context (the live tiles too)."""
     return {
+        "wall_alert": alert,
+        "wall_alert_name": alert.name if alert else "",
         "wall": options,
         "several": options.several,
         "screen": screen,
@@ -110,6 +118,7 @@ class WallController(Controller):
         request: Request[Principal, Any, Any],
         settings: NamedDependency[Settings],
         queries: NamedDependency[QueryService],
+        reader: NamedDependency[InventoryReader],
     ) -> Template:
         try:
             options = wall_options(request, settings)
@@ -128,7 +137,8 @@ class WallController(Controller):
                 ),
             )
         screen = await _screen(queries, options, settings)
-        return Template("wall.html", context=page_context(request, settings, **wall_context(options, screen)))
+        alert = await latest_alert(reader, options)
+        return Template("wall.html", context=page_context(request, settings, **wall_context(options, screen, alert)))
 
     @get("/ui/wall/tiles")
     async def tiles(
@@ -136,13 +146,17 @@ class WallController(Controller):
         request: Request[Principal, Any, Any],
         settings: NamedDependency[Settings],
         queries: NamedDependency[QueryService],
+        reader: NamedDependency[InventoryReader],
     ) -> Template:
-        """One screen of tiles, with the header's counts and page number (out of band)."""
+        """One screen of tiles, with the header's counts and page number and the latest alert (out
+        of band)."""
         try:
             options = wall_options(request, settings)
         except WallRefused as refused:
             raise ApiError(refused.status, refused.message) from None
         screen = await _screen(queries, options, settings)
+        alert = await latest_alert(reader, options)
         return Template(
-            "partials/wall_screen.html", context=page_context(request, settings, **wall_context(options, screen))
+            "partials/wall_screen.html",
+            context=page_context(request, settings, **wall_context(options, screen, alert)),
         )
