@@ -3,6 +3,7 @@ never loses a change nobody has seen nor lets a recent duplicate through."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 import uuid
@@ -84,7 +85,11 @@ async def test_the_listener_prunes_by_itself_and_recent_duplicates_are_still_dro
     async with running_listener(event_log, data_dir, retention=retention) as running:
         await event_log.publish([message(first), message(twice)])
         await eventually(lambda: _applied(running.db, 2))
-        age(running.db, "UPDATE processed_events SET applied_at = 0 WHERE event_id = ?", (first.event_id,))
+        # In a thread: the listener runs on this event loop, and a transaction it has open must be
+        # able to finish while this write waits for the lock.
+        await asyncio.to_thread(
+            age, running.db, "UPDATE processed_events SET applied_at = 0 WHERE event_id = ?", (first.event_id,)
+        )
         await eventually(lambda: _forgotten(running.db, first.event_id))
 
         marker = adjust(item, 1)

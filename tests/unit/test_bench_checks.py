@@ -11,7 +11,8 @@ from bench.checks import read_only, unbalanced_items
 ROWS = (
     "INSERT INTO items (id, sku, name, version, created_at, updated_at, quantity, reserved, in_transit) "
     "VALUES ('i1', 'A', 'a', 3, 't', 't', 12, 2, 5)",
-    "INSERT INTO stock_levels VALUES ('i1', 'MAIN', 7, 2, 2, 't'), ('i1', 'S001', 5, 0, 1, 't')",
+    "INSERT INTO stock_levels (item_id, location, quantity, reserved, version, updated_at) "
+    "VALUES ('i1', 'MAIN', 7, 2, 2, 't'), ('i1', 'S001', 5, 0, 1, 't')",
     "INSERT INTO transfers (id, item_id, from_location, to_location, quantity, state, shipped_at) "
     "VALUES ('t1', 'i1', 'MAIN', 'S002', 5, 'in_transit', 't')",
     "INSERT INTO reservations (id, item_id, location, quantity, reserved, state, created_at) "
