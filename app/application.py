@@ -26,6 +26,7 @@ from app.commands.deadletter_controller import DeadLetterController
 from app.commands.edge import EXCEPTION_HANDLERS as COMMAND_EXCEPTION_HANDLERS
 from app.http.auth import PUBLIC, authentication
 from app.http.errors import EXCEPTION_HANDLERS
+from app.http.internal_calls import InternalCallsController  # --- node stores
 from app.http.json_guard import guard_bodies
 from app.http.limits import UPLOAD_ENVELOPE_BYTES, UPLOAD_PATHS
 from app.http.openapi import document_rules
@@ -35,13 +36,16 @@ from app.http.stream_limits import StreamLimiter
 from app.http.swagger import VendoredSwagger
 from app.http.wrappers import head_as_get, with_log_context
 from app.imports.controller import ImportController
+from app.listener.internal_controller import ListenerInternalController
 from app.queries.alerts import AlertController
 from app.queries.audit import AuditController, audit_csv
 from app.queries.controllers import ItemQueryController
 from app.queries.exports import ExportController
+from app.queries.freshness import with_sequence
 from app.queries.low_stock import LowStockController
 from app.queries.store_day import StoreDayController
 from app.queries.stream import ChangeStream, stream_changes
+from app.system.accounts_internal import AccountsInternalController  # --- node accounts
 from app.system.controllers import LoginBody, SystemController, metrics
 from app.system.kiosk_controller import KioskLinkBody, KioskLinkController, document_kiosk_rules
 from app.system.users_controller import CLOSED_BODIES as USER_BODIES
@@ -92,6 +96,17 @@ def create_app(container: Container) -> Litestar:
     }
     plugins: list[Any] = []
     environment = build_environment()
+    if container.inventory is not None:
+        # What nodes on other machines start from and follow (docs/scaling.md).
+        handlers.append(ListenerInternalController)
+        dependencies["reader"] = _value(container.reader)
+    # --- node accounts: the listener holds users.db and serves it to the nodes.
+    if container.role in ("listener", "all"):
+        handlers.append(AccountsInternalController)
+    # --- node stores: the listener serves its webhooks, dead letters and imports to the nodes.
+    if container.role in ("listener", "all"):
+        handlers.append(InternalCallsController)
+        dependencies["internal_targets"] = _value(container.internal_targets)
     if container.commands is not None:
         handlers += [*command_routes(), *form_routes(), DeadLetterFormController]
         dependencies["service"] = _value(container.commands)
@@ -167,7 +182,7 @@ def create_app(container: Container) -> Litestar:
             cookie_secure=settings.env == "prod",
             cookie_samesite="lax",
             # The JSON API uses bearer tokens (no ambient authority), so CSRF is for pages and forms.
-            exclude=["^/api/", "^/schema", "^/metrics", "^/static/"],
+            exclude=["^/api/", "^/schema", "^/metrics", "^/static/", "^/internal/"],
         ),
         cors_config=_cors(settings.cors_origins),
         request_max_body_size=settings.max_body_bytes,
@@ -219,4 +234,11 @@ def asgi(container: Container) -> ASGIApp:
         max_bytes=settings.max_body_bytes,
         uploads=dict.fromkeys(UPLOAD_PATHS, upload),
     )
+    # --- sequence in answers (X-Inventory-Seq, X-Min-Seq): the replica's watermark on a node,
+    # the feed's last announced change otherwise.
+    replica, feed = container.replica, container.feed
+    if replica is not None and feed is not None:
+        app = with_sequence(app, lambda: replica.watermark, replica.wait_for, settings.min_seq_wait_seconds)
+    elif feed is not None:
+        app = with_sequence(app, lambda: feed.last_seq, feed.wait_for, settings.min_seq_wait_seconds)
     return with_security_headers(app, settings)

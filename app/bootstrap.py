@@ -21,8 +21,10 @@ from app.auth.users import UserStore
 from app.cache.base import ItemCache
 from app.cache.memory import MemoryCache
 from app.cache.redis import RedisCache
+from app.commands.deadletters import SURFACE as DEAD_LETTERS  # --- node stores
 from app.commands.deadletters import DeadLetterReplayer
 from app.commands.outcomes import CommandStatus, OutcomeWaiter
+from app.commands.redis_store import RedisCommandKeys
 from app.commands.service import CommandService
 from app.commands.store import CommandLookup, CommandStore
 from app.domain.imports import Limits as ImportLimits
@@ -31,17 +33,24 @@ from app.eventlog.base import EventLog, LogUnavailable
 from app.eventlog.embedded import EmbeddedEventLog
 from app.eventlog.kafka import KafkaEventLog
 from app.eventlog.topics import TOPICS
+from app.http.internal_calls import CallTargets, RemoteCalls, Served, remote  # --- node stores
 from app.imports.service import ImportRunner, ImportService
-from app.imports.store import ImportStore
+from app.imports.store import SURFACE as IMPORTS  # --- node stores
+from app.imports.store import ImportStore, remote_import_store
 from app.listener.relay import OutboxRelay
 from app.listener.service import Listener, Retention, RetryPolicy
 from app.listener.store import InventoryStore
 from app.queries.feed import ChangeFeed
 from app.queries.service import FreshnessFloor, QueryService
 from app.reader import InventoryReader, ReadModelUnavailable
+from app.replica.client import ListenerClient
+from app.replica.follower import Replica
+from app.replica.store import ReplicaStore
 from app.settings import Settings
 from app.sqlitefiles import open_read_only
+from app.system.accounts_remote import AccountsMirror, NodeKioskLinks, NodeUserStore  # --- node accounts
 from app.webhooks.dispatcher import Dispatcher, DispatchPolicy
+from app.webhooks.store import SURFACE as WEBHOOKS  # --- node stores
 from app.webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
@@ -81,6 +90,8 @@ class Container:
     kiosk_links: KioskLinks
     commands: CommandService | None = None
     command_store: CommandStore | None = None
+    # Idempotency-Keys shared by every command node, when Redis is configured.
+    command_keys: RedisCommandKeys | None = None
     waiter: OutcomeWaiter | None = None
     status: CommandStatus | None = None
     inventory: InventoryStore | None = None
@@ -98,6 +109,15 @@ class Container:
     import_runner: ImportRunner | None = None
     # The imports file as the pages read it (read-only outside the command role).
     import_store: ImportStore | None = None
+    # Node mode (settings.node, a query or command role): the node's replica of the read model,
+    # which its reader reads; commands wait on it with ``replica.wait_for(seq, timeout)``.
+    replica: Replica | None = None
+    # --- node accounts: the copy of the listener's users.db a node reads (settings.node).
+    accounts_mirror: AccountsMirror | None = None
+    # --- node stores: a node's client of the listener's calls (webhooks, dead letters, imports);
+    # on the listener, the objects it serves them from (app/http/internal_calls.py).
+    remote_calls: RemoteCalls | None = None
+    internal_targets: CallTargets = field(default_factory=dict)
     topics_ready: bool = False
     _commands_ro: aiosqlite.Connection | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -113,6 +133,13 @@ class Container:
         await self.event_log.start()
         if self.inventory is not None:
             await self.inventory.open()
+        # --- node replica: the file exists (the listener's schema) before any reader opens it.
+        if self.replica is not None:
+            await self.replica.open()
+        # --- node accounts: the listener's users.db is copied in before the stores open it.
+        if self.accounts_mirror is not None:
+            await self.accounts_mirror.start()
+            self._spawn(self.accounts_mirror.run(), "accounts-mirror")
         await self.users.open()
         await self.kiosk_links.open()
         if self.webhooks is not None:
@@ -132,6 +159,9 @@ class Container:
     async def _consume_once_topics_exist(self) -> None:
         # A consumer that subscribes before its topics exist may not see them for minutes.
         await self._ensure_topics()
+        # --- node replica: follows the listener; the feed and the fast checks read what it applied.
+        if self.replica is not None:
+            self._spawn(self.replica.run(), "replica")
         if self.listener is not None and self.relay is not None:
             self._spawn(self.listener.run(), "listener")
             self._spawn(self.relay.run(), "outbox-relay")
@@ -148,6 +178,8 @@ class Container:
         self._tasks.clear()
         if self.command_store is not None:
             await self.command_store.close()
+        if self.command_keys is not None:
+            await self.command_keys.close()
         if self.import_store is not None:
             await self.import_store.close()
         if self._commands_ro is not None:
@@ -156,9 +188,18 @@ class Container:
             await self.inventory.close()
         await self.users.close()
         await self.kiosk_links.close()
+        # --- node accounts
+        if self.accounts_mirror is not None:
+            await self.accounts_mirror.close()
         if self.webhooks is not None:
             await self.webhooks.close()
+        # --- node stores
+        if self.remote_calls is not None:
+            await self.remote_calls.close()
         await self.reader.close()
+        # --- node replica
+        if self.replica is not None:
+            await self.replica.close()
         await self.cache.close()
         await self.event_log.stop()
 
@@ -250,6 +291,9 @@ class Container:
             except Exception:
                 backlog = None
             checks["outbox"] = {"status": "ok", "backlog": backlog}
+        # --- node replica: down until its first snapshot, degraded while catching up.
+        if self.replica is not None:
+            checks["replica"] = self.replica.status()
         if self.feed is not None:
             checks["change_feed"] = {
                 "status": "ok" if self.feed.connected else "degraded",
@@ -275,9 +319,17 @@ async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
 def build_container(settings: Settings, role: ServiceRole) -> Container:
     event_log = build_event_log(settings, client_id=f"inventory-{role}")
     cache = build_cache(settings)
-    reader = InventoryReader(settings.inventory_db)
-    users = UserStore(settings.users_db)
-    kiosk_links = KioskLinks(settings.users_db)
+    # --- node replica: a node reads its own replica, never the listener's file.
+    node = settings.node and role in ("query", "command")
+    reader = InventoryReader(settings.replica_db if node else settings.inventory_db)
+    # --- node accounts: a node reads a copy of the listener's users.db and sends changes there.
+    users: UserStore
+    kiosk_links: KioskLinks
+    mirror = AccountsMirror(settings.listener_url, settings.internal_token, settings.users_db) if node else None
+    if mirror is not None:
+        users, kiosk_links = NodeUserStore(settings.users_db, mirror), NodeKioskLinks(settings.users_db, mirror)
+    else:
+        users, kiosk_links = UserStore(settings.users_db), KioskLinks(settings.users_db)
     revocations = Revocations(users, links=kiosk_links)
     container = Container(
         settings=settings,
@@ -290,10 +342,28 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
         login_limiter=LoginLimiter(settings.login_attempts_per_minute),
         revocations=revocations,
         kiosk_links=kiosk_links,
+        accounts_mirror=mirror,  # --- node accounts
     )
     has = container.has
+    # --- node replica
+    if node:
+        container.replica = Replica(
+            ReplicaStore(settings.replica_db),
+            ListenerClient(settings.listener_url, settings.internal_token),
+            event_log,
+            retention_seconds=settings.changes_retention_seconds,
+            scratch=settings.data_dir,
+        )
     container.replayer = DeadLetterReplayer(reader, event_log)
     container.webhooks = WebhookStore(settings.webhooks_db)
+    # --- node stores: on a node, webhooks.db, the dead letters and imports.db are the listener's,
+    # used through its calls; the dispatcher stays on the listener.
+    calls = None
+    if node:
+        calls = RemoteCalls(settings.listener_url, settings.internal_token, max_body_bytes=settings.max_body_bytes)
+        container.remote_calls = calls
+        container.replayer = remote(DEAD_LETTERS, calls, "dead_letters")
+        container.webhooks = remote(WEBHOOKS, calls, "webhooks")
     if "listener" in has:
         container.dispatcher = Dispatcher(container.webhooks, reader, _dispatch_policy(settings))
         container.inventory = InventoryStore(settings.inventory_db, low_stock_threshold=settings.low_stock_threshold)
@@ -322,6 +392,9 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
 
         lookup = CommandLookup(store.connection)
         container.waiter = OutcomeWaiter(event_log, reader)
+        # With Redis, a key's record is in Redis, seen by every command node (docs/scaling.md).
+        if settings.redis_url:
+            container.command_keys = RedisCommandKeys(settings.redis_url)
         container.commands = CommandService(
             event_log,
             store,
@@ -330,9 +403,10 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
             container.waiter,
             locations=settings.locations,
             default_location=settings.default_location,
+            keys=container.command_keys,
         )
         container.imports = ImportService(
-            ImportStore(settings.imports_db),
+            remote_import_store(calls) if calls is not None else ImportStore(settings.imports_db),  # --- node stores
             reader,
             places=container.commands.places,
             limits=ImportLimits(max_bytes=settings.import_max_bytes, max_rows=settings.import_max_rows),
@@ -344,7 +418,8 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
     else:
         lookup = CommandLookup(container.commands_connection)
     if has & {"command", "query"}:
-        container.status = CommandStatus(reader, cache, lookup)
+        # The query role's answers carry X-Inventory-Seq already (app/queries/freshness.py).
+        container.status = CommandStatus(reader, cache, lookup, tells_seq="query" not in has)
     if "query" in has:
         floor = FreshnessFloor()
         container.queries = QueryService(reader, cache, floor)
@@ -352,8 +427,24 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
         # own keeps its in-process cache current from the feed.
         feeds_cache = not settings.redis_url and role != "all"
         container.feed = ChangeFeed(event_log, reader, floor, cache if feeds_cache else None)
+        # --- node replica: the feed announces what the replica applied, with no consumer of its own.
+        if container.replica is not None:
+            container.feed.follows_replica = True
+            container.replica.subscribe(container.feed)
         if container.import_store is None:
-            container.import_store = ImportStore(settings.imports_db, read_only=True)
+            # --- node stores: a query node reads the listener's imports.db through its calls.
+            container.import_store = (
+                remote_import_store(calls) if calls is not None else ImportStore(settings.imports_db, read_only=True)
+            )
+    # --- node stores: the listener keeps imports.db (for its nodes), and serves them the stores.
+    if role in ("listener", "all"):
+        if container.import_store is None or container.import_store.read_only:
+            container.import_store = ImportStore(settings.imports_db)
+        container.internal_targets = {
+            "webhooks": Served(container.webhooks, WEBHOOKS),
+            "dead_letters": Served(container.replayer, DEAD_LETTERS),
+            "imports": Served(container.import_store, IMPORTS),
+        }
     return container
 
 

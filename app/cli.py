@@ -35,7 +35,7 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
-def serve(role: ServiceRole, host: str, port: int | None) -> None:
+def serve(role: ServiceRole, host: str, port: int | None, shared_port: int | None = None) -> None:
     import uvicorn
 
     from app.application import asgi
@@ -58,6 +58,16 @@ def serve(role: ServiceRole, host: str, port: int | None) -> None:
         **server_options(settings),
     )
     print(f"inventory {role} serving on http://{host}:{port or PORTS[role]}", file=sys.stderr, flush=True)
+    # --- scale-out: several processes behind one address (SO_REUSEPORT, docs/scaling.md). The
+    # sockets are made here because uvicorn binds without SO_REUSEPORT; the own port stays
+    # exclusive, so one node can still be reached directly.
+    if shared_port is not None:
+        from app.ops.devstack import listening_socket
+
+        sockets = [listening_socket(host, port or PORTS[role]), listening_socket(host, shared_port, shared=True)]
+        print(f"inventory {role} also serving on http://{host}:{shared_port} (shared)", file=sys.stderr, flush=True)
+        uvicorn.Server(config).run(sockets=sockets)
+        return
     uvicorn.Server(config).run()
 
 
@@ -294,18 +304,17 @@ def _dev(args: argparse.Namespace) -> int:
         kafka_port=args.kafka_port,
         redis_port=args.redis_port,
         ports={"command": base, "query": base + 1, "listener": base + 2},
+        query_nodes=args.query_nodes,
+        command_nodes=args.command_nodes,
     )
     try:
         stack.start()
         password = stack.ensure_admin()
-        q, c, lst = (stack.ports[r] for r in ("query", "command", "listener"))
+        rows = [*stack.addresses(), ("Kafka", f"127.0.0.1:{stack.kafka_port}"), ("data and logs", str(stack.data_dir))]
+        width = max(20, *(len(what) + 1 for what, _ in rows))
         print(
             "\nThe inventory stack is up:\n"
-            f"  pages and queries   http://127.0.0.1:{q}/\n"
-            f"  commands (API)      http://127.0.0.1:{c}/schema/swagger\n"
-            f"  listener            http://127.0.0.1:{lst}/api/v1/ready\n"
-            f"  Kafka               127.0.0.1:{stack.kafka_port}\n"
-            f"  data and logs       {stack.data_dir}\n"
+            + "".join(f"  {what:<{width}}{where}\n" for what, where in rows)
             + (f"  user admin, password {password}\n" if password else "")
             + "Ctrl-C stops everything.\n",
             flush=True,
@@ -331,6 +340,12 @@ def parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument(
         "--port", type=int, default=None, help="default: all 8000, command 8080, query 8081, listener 8082"
+    )
+    serve_cmd.add_argument(
+        "--shared-port",
+        type=int,
+        default=None,
+        help="also listen here, shared with other processes (SO_REUSEPORT): several nodes behind one address",
     )
 
     users = commands.add_parser("users", help="manage users")
@@ -392,6 +407,13 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--kafka-port", type=int, default=9092)
     dev.add_argument("--redis-port", type=int, default=6379)
     dev.add_argument("--port-base", type=int, default=8080, help="command on it, query on +1, listener on +2")
+    # --- scale-out: nodes with data of their own behind one address per service (docs/scaling.md).
+    dev.add_argument(
+        "--query-nodes", type=int, default=1, help="query processes behind the query address (above 1: nodes)"
+    )
+    dev.add_argument(
+        "--command-nodes", type=int, default=1, help="command processes behind the command address (above 1: nodes)"
+    )
     return top
 
 
@@ -405,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     private_umask()  # every file and directory this command creates is private (app/filemodes.py)
     if args.command == "serve":
-        serve(args.role, args.host, args.port)
+        serve(args.role, args.host, args.port, args.shared_port)
         return 0
     if args.command == "dev":
         return _dev(args)

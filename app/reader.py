@@ -516,6 +516,11 @@ class InventoryReader:
         )
         return OutcomeChange(*rows[0]) if rows else None
 
+    async def outcome_actor(self, command_id: str) -> str | None:
+        """Who sent a decided command (None when it is not decided here)."""
+        rows = await self.rows("SELECT actor FROM command_outcomes WHERE command_id = ?", (command_id,))
+        return str(rows[0][0]) if rows else None
+
     async def changes_after(self, seq: int, limit: int) -> list[tuple[int, str, str]]:
         """(seq, kind, payload) of the changes after seq, oldest first."""
         rows = await self.rows(

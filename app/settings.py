@@ -6,6 +6,7 @@ the variable, instead of failing later on the first request.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -91,6 +92,29 @@ class Settings:
     import_max_rows: int = 100_000
     # How fast a confirmed import submits its rows (app/imports/service.py ImportRunner).
     import_rows_per_second: int = 300
+    # Scale-out (docs/scaling.md): the listener's HTTP address. Set on a query or command role,
+    # it makes that process a node of its own: it keeps a replica of the read model in its own
+    # data directory (app/replica/) and reaches accounts through the listener, so it shares no
+    # file with any other process.
+    listener_url: str = ""
+    # How long a read asking for "at least sequence N" waits for this node's replica before
+    # answering 503 "behind".
+    min_seq_wait_seconds: float = 2.0
+
+    @property
+    def node(self) -> bool:
+        """True when this process runs without the listener's files (see ``listener_url``)."""
+        return bool(self.listener_url)
+
+    @property
+    def internal_token(self) -> str:
+        """The bearer token between nodes and the listener (snapshots, the outbox, accounts):
+        derived from the token secret every process of a deployment already shares."""
+        return hashlib.sha256(f"internal:{self.jwt_secret}".encode()).hexdigest()
+
+    @property
+    def replica_db(self) -> Path:
+        return self.data_dir / "replica.db"
 
     @property
     def embedded(self) -> bool:
@@ -328,4 +352,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         import_rows_per_second=_parsed(
             env, "INVENTORY_IMPORT_ROWS_PER_SECOND", _positive_int, 300, "a positive number of rows per second"
         ),
+        listener_url=_listener_url(env),
+        min_seq_wait_seconds=_parsed(
+            env, "INVENTORY_MIN_SEQ_WAIT", _positive_float, 2.0, "a positive number of seconds"
+        ),
     )
+
+
+def _listener_url(env: Mapping[str, str]) -> str:
+    url = (_text(env, "INVENTORY_LISTENER_URL") or "").rstrip("/")
+    if url and not re.match(r"^https?://[^/\s]+$", url):
+        raise ConfigError(f"INVENTORY_LISTENER_URL must look like http://host:port, got {url!r}")
+    if url and _text(env, "INVENTORY_KAFKA_BOOTSTRAP") is None:
+        raise ConfigError("INVENTORY_LISTENER_URL needs INVENTORY_KAFKA_BOOTSTRAP (nodes follow it over Kafka)")
+    return url

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import bulk, machine, report, soak
+from bench import bulk, machine, nodes, report, soak
 from bench.growth import GROWTH_SIZES, render, run_growth
 from bench.harness import SECTIONS, Harness, log, size_description
 from bench.sizes import SIZES
@@ -94,6 +94,8 @@ def parser() -> argparse.ArgumentParser:
     bulk_cmd.add_argument("--out", type=Path, required=True, help="where to write the JSON result")
     bulk_cmd.add_argument("--work-dir", type=Path, help="for the started stack (default: a new temporary directory)")
     bulk_cmd.add_argument("--keep", action="store_true", help="keep the work directory (data, logs) afterwards")
+
+    nodes.add_parser(commands)
 
     show = commands.add_parser("show", help="print the tables of a result file")
     show.add_argument("result", type=Path)
@@ -388,6 +390,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_soak(args)
     if args.command == "bulk":
         return run_bulk(args)
+    if args.command == "nodes":
+        _raise_open_files_limit()
+        return nodes.run_nodes(args, _source())
     if args.command == "show":
         result = json.loads(args.result.read_text())
         if "growth" in result:
@@ -395,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if result["run"].get("kind") == "bulk":
             print(bulk.render(result["sections"]))
+            return EXIT_OK
+        if result["run"].get("kind") == "nodes":
+            print(nodes.render(result["sections"]))
             return EXIT_OK
         if "soak" in result["sections"]:
             print(soak.render(result["sections"]["soak"]))

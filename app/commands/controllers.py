@@ -19,11 +19,17 @@ from litestar.params import Body, FromPath, HeaderParameter
 
 from app.auth.roles import Role
 from app.auth.tokens import Principal
-from app.commands.edge import answer
+from app.commands.edge import SEQ_HEADER, answer
 from app.commands.outcomes import CommandStatus
 from app.commands.schemas import CommandAccepted
 from app.commands.scoping import ensure_in_scope
-from app.commands.service import REQUEST_ID_REPLAY_SECONDS, CommandService, Submission, request_fingerprint
+from app.commands.service import (
+    REQUEST_ID_REPLAY_SECONDS,
+    CommandService,
+    Submission,
+    keyed_ids,
+    request_fingerprint,
+)
 from app.domain.catalogue import (
     PUBLIC_COMMANDS,
     CommandRequest,
@@ -103,6 +109,17 @@ async def _ensure_json(request: Request[Any, Any, Any]) -> None:
         raise ApiError(415, "send the body as application/json", details={"content_type": content_type or None})
 
 
+def _replay_key(request: Request[Principal, Any, Any], idempotency_key: str | None) -> tuple[str | None, float]:
+    """The key a retry of this request is known by, and how long it lives."""
+    key = idempotency_key
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise InvalidCommand([FieldError("Idempotency-Key", "must be 1-255 printable ASCII characters")])
+    if key is None and (sent_id := client_request_id(request.scope)) is not None:
+        # Older clients retry with the same X-Request-ID; honour it for five minutes.
+        return f"request-id:{sent_id}", REQUEST_ID_REPLAY_SECONDS
+    return key, IDEMPOTENCY_KEY_SECONDS
+
+
 async def _submit(
     request: Request[Principal, Any, Any],
     service: CommandService,
@@ -114,13 +131,7 @@ async def _submit(
 ) -> Response[bytes]:
     # A store-limited user's command elsewhere is refused before anything is published.
     await ensure_in_scope(service, request.user, command)
-    key = idempotency_key
-    lifetime: float = IDEMPOTENCY_KEY_SECONDS
-    if key is not None and not IDEMPOTENCY_KEY.match(key):
-        raise InvalidCommand([FieldError("Idempotency-Key", "must be 1-255 printable ASCII characters")])
-    if key is None and (sent_id := client_request_id(request.scope)) is not None:
-        # Older clients retry with the same X-Request-ID; honour it for five minutes.
-        key, lifetime = f"request-id:{sent_id}", REQUEST_ID_REPLAY_SECONDS
+    key, lifetime = _replay_key(request, idempotency_key)
     submission = Submission(
         command=command,
         actor=request.user.username,
@@ -132,6 +143,8 @@ async def _submit(
         wait_seconds=wait_seconds(prefer),
         idempotency_key=key,
         key_lifetime=lifetime,
+        # A client's key may come back on another command node: the same ids there.
+        derived_ids=idempotency_key is not None,
     )
     return await answer(service, submission)
 
@@ -170,7 +183,13 @@ def _new_item_route(spec: CommandSpec) -> HTTPRouteHandler:
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
     ) -> Response[bytes]:
-        command = spec.check(_values(data), item_id=str(uuid.uuid4()), places=service.places)
+        item_id = str(uuid.uuid4())
+        if idempotency_key is not None:
+            _replay_key(request, idempotency_key)  # a malformed key is refused first
+            # A retry of a create under its key names the same new item, whichever node it reaches.
+            fingerprint = request_fingerprint(request.method, request.url.path, await request.body(), None)
+            item_id = keyed_ids(request.user.username, idempotency_key, fingerprint).item_id
+        command = spec.check(_values(data), item_id=item_id, places=service.places)
         return await _submit(request, service, command, prefer=prefer, idempotency_key=idempotency_key, if_match=None)
 
     return _route(spec, handler)
@@ -246,11 +265,12 @@ class CommandStatusController(Controller):
         request: Request[Principal, Any, Any],
         command_id: FromPath[str],
         status: NamedDependency[CommandStatus],
-    ) -> CommandStatusView:
+    ) -> Response[CommandStatusView]:
         stored = normalise_uuid(command_id)
         if stored is None:
             raise InvalidCommand([FieldError("command_id", "must be a UUID")])
-        found = await status.get(stored, request.user)  # its author, managers and admins
+        found, seq = await status.get_with_seq(stored, request.user)  # its author, managers and admins
         if found is None:
             raise ApiError(404, "no such command", details={"command_id": command_id})
-        return found
+        # A known outcome on the command role: read a query node with X-Min-Seq set to it.
+        return Response(found, headers={SEQ_HEADER: str(seq)} if seq is not None else None)

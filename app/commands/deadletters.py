@@ -8,10 +8,11 @@ simply becomes a new dead letter.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from app.domain.events import COMMAND_TOPICS, REPLAY_HEADER
 from app.eventlog.base import EventLog, Message
+from app.http.internal_calls import Surface
 from app.reader import InventoryReader
 
 
@@ -23,6 +24,22 @@ class DeadLetterNotFound(LookupError):
 class Replayed:
     dead_letter_id: int
     topic: str
+
+
+class DeadLetter(TypedDict):
+    """A dead letter as InventoryReader.dead_letters gives it (what a node's call converts to)."""
+
+    id: int
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    error: str
+    attempts: int
+    created_at: str
+    replayed_at: str | None
 
 
 class DeadLetterReplayer:
@@ -44,3 +61,14 @@ class DeadLetterReplayer:
         headers += ((REPLAY_HEADER, str(letter_id).encode()), ("replayed-by", actor.encode()))
         await self._log.publish([Message(letter["topic"], letter["key"], letter["value"], headers)])
         return Replayed(letter_id, letter["topic"])
+
+
+# What a node calls of the listener's replayer (app/http/internal_calls.py): the dead letters are
+# in the listener's inventory.db (a node's replica has none), and the listener looks the letter up
+# and publishes it again.
+SURFACE = Surface(
+    DeadLetterReplayer,
+    frozenset({"list", "replay"}),
+    errors=(DeadLetterNotFound,),
+    returns={"list": list[DeadLetter]},
+)

@@ -35,6 +35,9 @@ NOT_FOUND_REASONS = frozenset({UnknownItem.reason})
 
 
 RECORD_HEADERS = {"reservation_id": "X-Reservation-ID", "transfer_id": "X-Transfer-ID"}
+# On an answer that knows the outcome: a read of a query node with ``X-Min-Seq`` set to it
+# sees the command's effect (app/queries/freshness.py).
+SEQ_HEADER = "X-Inventory-Seq"
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ def reply_for(result: CommandResult, wait_seconds: float) -> Reply:
         headers[RECORD_HEADERS[key]] = record_id
     if wait_seconds > 0:
         headers["Preference-Applied"] = f"wait={_seconds(wait_seconds)}"
+    if isinstance(result, CommandApplied | CommandRejected) and result.seq:
+        headers[SEQ_HEADER] = str(result.seq)
     match result:
         case Accepted():
             accepted = {
@@ -117,7 +122,7 @@ def refusal_error(exc: CommandRefused) -> ApiError:
             return ApiError(409, exc.message, details={"sku": exc.sku, "reason": exc.reason})
         case IdempotencyKeyReused():
             return ApiError(422, exc.message, details={"command_id": exc.command_id})
-        case Overloaded():
+        case Overloaded():  # KeysUnavailable too
             return unavailable(exc.message)
         case OutOfScope():
             return ApiError(403, exc.message, details={"reason": exc.reason, "location": exc.location})

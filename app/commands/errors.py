@@ -58,3 +58,16 @@ class RecordNotKnownYet(CommandRefused):
     is cannot be checked, so the command is refused until it can (a retry a moment later)."""
 
     reason = "record_not_known_yet"
+
+
+class KeysUnavailable(Overloaded):
+    """The shared store of Idempotency-Keys (Redis) cannot be reached: a command with a key is
+    refused rather than recorded where another command node could not see it. An Overloaded:
+    every caller treats it as "nothing accepted, retry later" (a 503 with Retry-After, an import
+    that pauses)."""
+
+    reason = "keys_unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("idempotency keys are unavailable; nothing was accepted, retry later")
+        self.detail = detail

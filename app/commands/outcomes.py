@@ -11,12 +11,22 @@ import contextlib
 import logging
 from collections import OrderedDict
 
+import msgspec
+
 from app.auth.roles import Role
 from app.auth.tokens import Principal
 from app.cache.base import CacheUnavailable, ItemCache, entry_for
 from app.commands.store import CommandLookup
 from app.domain.events import CHANGES_TOPIC
-from app.domain.records import CommandStatusView, ItemChange, ItemView, OutcomeChange, OutcomeView, decode_change
+from app.domain.records import (
+    CommandStatusView,
+    ItemChange,
+    ItemView,
+    OutcomeChange,
+    OutcomeView,
+    decode_change,
+    for_screens,
+)
 from app.domain.views import item_view, with_levels
 from app.eventlog.base import EventLog, LogUnavailable
 from app.metrics import track_size
@@ -31,6 +41,22 @@ LATEST_ITEMS = 10_000
 MAX_WAITING = 10_000
 # What a waiting client gets (app/commands/service.py imports this name).
 Outcome = OutcomeView
+
+# Everything up to it is in the read model: the newest change record it holds (the listener's
+# outbox, a node's replica watermark), or the newest one the listener announced.
+READ_MODEL_SEQ = (
+    "SELECT MAX(COALESCE((SELECT MAX(seq) FROM changes), 0), COALESCE((SELECT MAX(CAST(value AS INTEGER)) "
+    "FROM meta WHERE key IN ('published_seq', 'replica_seq')), 0))"
+)
+
+
+async def read_model_seq(reader: InventoryReader) -> int:
+    """A sequence the read model has reached, read *after* an outcome was read from it: at least
+    the seq of that outcome's change record (which commits with the outcome), and one every query
+    node reaches (a node's replica follows the same records). Dearer to find exactly: the outcome's
+    own row in ``changes`` is not indexed by command, and may be pruned."""
+    rows = await reader.rows(READ_MODEL_SEQ)
+    return int(rows[0][0]) if rows else 0
 
 
 class OutcomeWaiter:
@@ -73,7 +99,13 @@ class OutcomeWaiter:
         outcome = found.outcome
         if outcome.status == "applied" and found.item is None and not outcome.event_type.endswith("deleted"):
             with contextlib.suppress(ReadModelUnavailable):
-                return OutcomeView(outcome, await self._item_now(outcome.item_id))
+                found = OutcomeView(outcome, await self._item_now(outcome.item_id))
+        if outcome.seq == 0:
+            # Read from the database (the feed's records carry their seq): a bound read after it.
+            with contextlib.suppress(ReadModelUnavailable):
+                found = OutcomeView(
+                    msgspec.structs.replace(outcome, seq=await read_model_seq(self._reader)), found.item
+                )
         return found
 
     async def _item_now(self, item_id: str) -> ItemView | None:
@@ -103,7 +135,8 @@ class OutcomeWaiter:
                     for record in await consumer.fetch(1000, timeout=1.0):
                         if record.value is None or not self._waiting:
                             continue  # nobody waits: no need to read it
-                        change = decode_change(record.value)
+                        # The record carries what only replicas need: dropped before anyone sees it.
+                        change = for_screens(decode_change(record.value))
                         if isinstance(change, OutcomeChange):
                             self._resolve(OutcomeView(change, self._latest_items.get(change.item_id)))
                         elif isinstance(change, ItemChange):
@@ -129,23 +162,52 @@ class OutcomeWaiter:
 class CommandStatus:
     """``GET /api/v1/commands/{id}``, the same on the command and the query roles."""
 
-    def __init__(self, reader: InventoryReader, cache: ItemCache, lookup: CommandLookup) -> None:
+    def __init__(
+        self, reader: InventoryReader, cache: ItemCache, lookup: CommandLookup, *, tells_seq: bool = False
+    ) -> None:
         self._reader = reader
         self._cache = cache
         self._lookup = lookup
+        # Whether ``get_with_seq`` finds the sequence of a known outcome: on the command role only
+        # (the query role's answers get X-Inventory-Seq from app/queries/freshness.py).
+        self.tells_seq = tells_seq
 
     async def get(self, command_id: str, reader: Principal | None = None) -> CommandStatusView | None:
         """The command's status, or None when it is unknown or not ``reader``'s to see: its author,
         managers and admins may (anyone else gets the same None as for an unknown id, so ids do
         not leak)."""
+        found, _ = await self._find(command_id, reader, with_seq=False)
+        return found
+
+    async def get_with_seq(
+        self, command_id: str, reader: Principal | None = None
+    ) -> tuple[CommandStatusView | None, int | None]:
+        """``get``, and for a known outcome (when ``tells_seq``) a change sequence that holds it:
+        a query node at that sequence or newer shows the command's effect."""
+        return await self._find(command_id, reader, with_seq=self.tells_seq)
+
+    async def _find(
+        self, command_id: str, reader: Principal | None, *, with_seq: bool
+    ) -> tuple[CommandStatusView | None, int | None]:
         if reader is not None and not reader.can(Role.MANAGER):
             accepted = await self._lookup.get(command_id)
-            if accepted is None or accepted.actor != reader.username:
-                return None
+            # Another node accepted it (docs/scaling.md): once decided, its author is in the
+            # outcome this node replicated.
+            author = accepted.actor if accepted is not None else await self._decided_by(command_id)
+            if author != reader.username:
+                return None, None
+        seq: int | None = None
         outcome = await self._cached_outcome(command_id)
+        if outcome is not None and with_seq:
+            # The cache may be ahead of this node's read model: the sequence only from the latter.
+            with contextlib.suppress(ReadModelUnavailable):
+                if await self._reader.outcome(command_id) is not None:
+                    seq = await read_model_seq(self._reader)
         if outcome is None:
             with contextlib.suppress(ReadModelUnavailable):
                 outcome = await self._reader.outcome(command_id)
+                if outcome is not None and with_seq:
+                    seq = await read_model_seq(self._reader)
                 if outcome is not None and outcome.status == "applied":
                     await self._catch_cache_up(outcome.item_id)
         if outcome is not None:
@@ -157,16 +219,21 @@ class CommandStatus:
                 reason=outcome.reason,
                 version=outcome.version,
                 processed_at=outcome.processed_at,
-            )
+            ), seq or None
         accepted = await self._lookup.get(command_id)
         if accepted is None or accepted.state == "failed":
-            return None
+            return None, None
         return CommandStatusView(
             command_id=accepted.command_id,
             status="pending",
             item_id=accepted.item_id,
             submitted_at=accepted.submitted_at,
-        )
+        ), None
+
+    async def _decided_by(self, command_id: str) -> str | None:
+        with contextlib.suppress(ReadModelUnavailable):
+            return await self._reader.outcome_actor(command_id)
+        return None
 
     async def _cached_outcome(self, command_id: str) -> OutcomeChange | None:
         try:

@@ -8,6 +8,13 @@ The order of writes is what makes the promise "never lost, never applied twice" 
   finds the record and either returns the stored answer or publishes the *same* event again,
   which the listener drops as a duplicate by its event id.
 
+A keyed command's ids are not random: its command id and event id (and a created item's id,
+app/commands/controllers.py) derive from the actor, the key and the request's hash
+(``keyed_ids``). A retry that reaches another command node, or comes after the record of its
+key is gone, publishes the very same event, which the listener applies once. The keys
+themselves live in this process's commands.db, or in Redis when it is configured
+(app/commands/redis_store.py), so that every command node sees the same record for a key.
+
 It speaks the domain: ``submit`` returns a typed result or raises a refusal from
 app/commands/errors.py (or LogUnavailable, or InvalidCommand); the HTTP edge
 (app/commands/edge.py) turns those into answers and hands the exact bytes back with
@@ -17,18 +24,20 @@ app/commands/errors.py (or LogUnavailable, or InvalidCommand); the HTTP edge
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import msgspec
 
 from app.clock import utc_now
-from app.commands.errors import IdempotencyKeyReused, Overloaded, SkuTaken, UnknownItem
+from app.commands.errors import IdempotencyKeyReused, KeysUnavailable, Overloaded, SkuTaken, UnknownItem
 from app.commands.outcomes import Outcome, OutcomeWaiter
-from app.commands.store import AcceptedCommand, CommandLookup, CommandStore, IdempotencyKeyTaken
+from app.commands.store import AcceptedCommand, CommandKeys, CommandLookup, CommandStore, IdempotencyKeyTaken
 from app.domain.catalogue import BY_EVENT_TYPE, CommandRequest, Places, decode_event
 from app.domain.events import Event, EventType, encode_event
 from app.domain.records import ItemView
@@ -47,6 +56,10 @@ LIVE_CACHE_SECONDS = 5.0
 LIVE_CACHE_SIZE = 100_000
 # Commands with an Idempotency-Key being published by this process; beyond it a refusal.
 MAX_IN_FLIGHT = 10_000
+# Keyed commands submitted with the keys in Redis and not answered yet (``keep_reply``; an
+# import never answers): the oldest are forgotten.
+MAX_UNANSWERED = 10_000
+_KEYED_IDS = uuid.UUID("0b6a4f6e-5c2d-4f3e-9a71-3d2e8c1b7f45")
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,11 @@ class Submission:
     # Fast rejections (unknown item, SKU taken) for a new command; a retry of an answered one
     # skips them.
     precheck: bool = True
+    # Ids derived from the actor, the key and the request (``keyed_ids``) rather than random: for
+    # a client's Idempotency-Key, whose retry may reach another command node. Not for the
+    # five-minute X-Request-ID replays nor the imports' row keys, whose later reuse with the same
+    # request must stay a new command (the listener drops a known event id for days).
+    derived_ids: bool = False
 
 
 # --- what submitting a command ends in ----------------------------------------------------
@@ -94,6 +112,8 @@ class CommandApplied:
     version: int | None
     processed_at: str | None
     record: RecordName = None
+    # The change sequence that holds the outcome (a lower bound of it): ``X-Inventory-Seq``.
+    seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +125,7 @@ class CommandRejected:
     reason: str
     message: str
     record: RecordName = None
+    seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +152,26 @@ def status_url(command_id: str) -> str:
     return f"/api/v1/commands/{command_id}"
 
 
+@dataclass(frozen=True)
+class KeyedIds:
+    command_id: str
+    event_id: str
+    # The id a create gets (app/commands/controllers.py): the same item on every retry.
+    item_id: str
+
+
+def keyed_ids(actor: str, key: str, request_hash: str) -> KeyedIds:
+    """The ids of a command sent with a key: the same actor, key and request always get the same
+    ones, on any command node and after the key's record is gone (the listener drops the second
+    copy of an event id). Another request under the same key gets other ids."""
+    seed = f"{len(actor)}:{actor}:{len(key)}:{key}:{request_hash}"
+    return KeyedIds(
+        command_id=str(uuid.uuid5(_KEYED_IDS, f"command:{seed}")),
+        event_id=str(uuid.uuid5(_KEYED_IDS, f"event:{seed}")),
+        item_id=str(uuid.uuid5(_KEYED_IDS, f"item:{seed}")),
+    )
+
+
 class CommandService:
     def __init__(
         self,
@@ -142,12 +183,17 @@ class CommandService:
         *,
         locations: tuple[str, ...],
         default_location: str,
+        keys: CommandKeys | None = None,
     ) -> None:
         self.locations = locations
         self.default_location = default_location
         self.places = Places(locations, default_location)
         self._log = event_log
         self._store = store
+        # The Idempotency-Keys: commands.db itself, or a store every command node shares.
+        self._keys: CommandKeys = store if keys is None else keys
+        self._keys_shared = keys is not None
+        self._unanswered: OrderedDict[str, AcceptedCommand] = OrderedDict()
         self._lookup = lookup
         self._reader = reader
         self._waiter = waiter
@@ -157,6 +203,7 @@ class CommandService:
         self._recently_live: dict[str, float] = {}
         track_size("recently_live_items", LIVE_CACHE_SIZE, lambda: len(self._recently_live))
         track_size("commands_in_flight", MAX_IN_FLIGHT, lambda: len(self._in_flight))
+        track_size("commands_unanswered", MAX_UNANSWERED, lambda: len(self._unanswered))
 
     # --- fast rejections, no round trip through the log ---------------------------------
 
@@ -238,22 +285,43 @@ class CommandService:
 
     async def keep_reply(self, command_id: str, status: int, headers: dict[str, str], body: bytes) -> None:
         """The edge's answer to a command sent with a key: what every retry gets back."""
-        await self._store.save_response(command_id, status, headers, body)
+        if not self._keys_shared:
+            await self._store.save_response(command_id, status, headers, body)
+            return
+        command = self._unanswered.pop(command_id, None)
+        if command is None:
+            return
+        try:
+            await self._keys.keep_reply(command, status, headers, body)
+        except KeysUnavailable as exc:
+            # Published and answered: a retry finds the key without its answer and publishes the
+            # same event again, which the listener drops.
+            log.warning("answer to command %s not kept: %s", command_id, exc.detail)
 
     async def _submit_with_key(self, submission: Submission, key: str) -> CommandResult:
         while True:
-            existing = await self._store.by_idempotency_key(submission.actor, key)
+            existing = await self._keys.find(submission.actor, key)
             if existing is not None:
-                return await self._replay(existing, submission)
+                record, result = existing, await self._replay(existing, submission)
+                if isinstance(result, AnsweredBefore) and self._keys_shared:
+                    await self._remember(existing)  # its author may ask this node for its status
+                break
             if submission.precheck:
-                await self._precheck(submission.command)
-            accepted = self._new_command(submission, key=key, state="publishing")
+                await self._precheck_keyed(submission, key)
+            record = self._new_command(submission, key=key, state="publishing")
             try:
-                await self._store.record(accepted)
+                await self._keys.claim(record)
             except IdempotencyKeyTaken:
                 continue  # a concurrent request with this key won; answer as its retry
+            result = await self._complete(record, submission)
             break
-        return await self._complete(accepted, submission)
+        if self._keys_shared and not isinstance(result, AnsweredBefore):
+            # Where keep_reply finds the key (commands.db finds it by command id). No await from
+            # here to the edge's keep_reply: the entry is there when it comes.
+            self._unanswered[result.command_id] = record
+            if len(self._unanswered) > MAX_UNANSWERED:
+                self._unanswered.popitem(last=False)
+        return result
 
     async def _complete(self, accepted: AcceptedCommand, submission: Submission) -> CommandResult:
         """Publish a recorded command, once per process at a time."""
@@ -267,6 +335,8 @@ class CommandService:
         try:
             await self._publish(accepted, submission)
             COMMANDS_ACCEPTED.labels(accepted.event_type).inc()
+            if self._keys_shared:
+                await self._remember(accepted)
             result = await self._result(accepted, submission)
             future.set_result(result)
             return result
@@ -276,6 +346,31 @@ class CommandService:
             raise
         finally:
             del self._in_flight[accepted.command_id]
+
+    async def _precheck_keyed(self, submission: Submission, key: str) -> None:
+        """The fast rejections, except for a retry of a command this key already made here or on
+        another node (its record not seen here, or lost): its derived id has an outcome, and the
+        same event goes out again (the listener drops it)."""
+        try:
+            await self._precheck(submission.command)
+        except (UnknownItem, SkuTaken):
+            if not submission.derived_ids:
+                raise
+            command_id = keyed_ids(submission.actor, key, submission.request_hash).command_id
+            try:
+                decided = await self._reader.outcome(command_id) is not None
+            except ReadModelUnavailable:
+                decided = False
+            if not decided:
+                raise
+
+    async def _remember(self, accepted: AcceptedCommand) -> None:
+        """With the keys elsewhere, this node still keeps a status record (pending, its author)
+        of what it published, as it does for a command without a key."""
+        try:
+            await self._store.remember(dataclasses.replace(accepted, state="published"))
+        except Exception:
+            log.exception("accepted command %s could not be recorded", accepted.command_id)
 
     async def _replay(self, existing: AcceptedCommand, submission: Submission) -> CommandResult:
         if existing.request_hash != submission.request_hash:
@@ -292,12 +387,17 @@ class CommandService:
         command = submission.command
         if command.event_type is EventType.ITEM_DELETED:
             self._recently_live.pop(command.item_id, None)
+        if key is not None and submission.derived_ids:
+            ids = keyed_ids(submission.actor, key, submission.request_hash)
+            event_id, command_id = ids.event_id, ids.command_id
+        else:
+            event_id, command_id = str(uuid.uuid4()), str(uuid.uuid4())
         event = Event(
-            event_id=str(uuid.uuid4()),
+            event_id=event_id,
             event_type=command.event_type,
             item_id=command.item_id,
             location=command.location,
-            command_id=str(uuid.uuid4()),
+            command_id=command_id,
             request_id=submission.request_id,
             actor=submission.actor,
             occurred_at=utc_now(),
@@ -333,7 +433,7 @@ class CommandService:
             self._waiter.forget(accepted.command_id)
             COMMANDS_REFUSED.labels(accepted.event_type, "unavailable").inc()
             log.warning("event log unavailable: refused command %s", accepted.command_id)
-            if accepted.idem_key is not None:
+            if accepted.idem_key is not None and not self._keys_shared:
                 await self._store.set_state(accepted.command_id, "failed")
             raise
 
@@ -390,6 +490,7 @@ def _decided(view: Outcome, record: RecordName = None) -> CommandApplied | Comma
             version=outcome.version,
             processed_at=outcome.processed_at,
             record=record,
+            seq=outcome.seq or None,
         )
     reason = outcome.reason or "invalid"
     return CommandRejected(
@@ -398,4 +499,5 @@ def _decided(view: Outcome, record: RecordName = None) -> CommandApplied | Comma
         reason=reason,
         message=outcome.message or reason,
         record=record,
+        seq=outcome.seq or None,
     )

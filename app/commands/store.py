@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import aiosqlite
 
@@ -86,6 +87,25 @@ class IdempotencyKeyTaken(RuntimeError):
     """Another request with the same key was recorded first."""
 
 
+class CommandKeys(Protocol):
+    """Where a command service keeps its Idempotency-Keys: the record a key names (its request
+    hash, command and event) and the answer once there is one. This process's own commands.db
+    (``CommandStore``), or Redis (app/commands/redis_store.py) when several command nodes must
+    agree on one record per key."""
+
+    async def find(self, scope: str, key: str) -> AcceptedCommand | None:
+        """The live record of ``key`` (with its saved answer, if any), or None."""
+        ...
+
+    async def claim(self, command: AcceptedCommand) -> None:
+        """Record ``command`` under its key; IdempotencyKeyTaken if the key already has one."""
+        ...
+
+    async def keep_reply(self, command: AcceptedCommand, status: int, headers: dict[str, str], body: bytes) -> None:
+        """The answer every retry of ``command`` gets back."""
+        ...
+
+
 class CommandStore:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -129,6 +149,30 @@ class CommandStore:
             )  # fmt: skip
         except aiosqlite.IntegrityError:
             raise IdempotencyKeyTaken(command.idem_key or command.command_id) from None
+
+    async def remember(self, command: AcceptedCommand) -> None:
+        """Record a command whose key lives elsewhere (Redis): a status record without the key,
+        once per command id (a retry of one already here changes nothing)."""
+        assert self._writer is not None
+        local = replace(command, idem_scope=None, idem_key=None, request_hash=None, idem_expires=None)
+        await self._writer.execute(
+            f"INSERT OR IGNORE INTO accepted_commands ({COLUMNS}) VALUES ({', '.join('?' * 17)})",
+            (
+                local.command_id, local.item_id, local.event_type, local.sku, local.actor, local.request_id,
+                local.submitted_at, local.state, local.topic, local.event, None, None, None, None, None, None, None,
+            ),
+        )  # fmt: skip
+
+    # --- CommandKeys: the keys in this file ------------------------------------------------
+
+    async def find(self, scope: str, key: str) -> AcceptedCommand | None:
+        return await self.by_idempotency_key(scope, key)
+
+    async def claim(self, command: AcceptedCommand) -> None:
+        await self.record(command)
+
+    async def keep_reply(self, command: AcceptedCommand, status: int, headers: dict[str, str], body: bytes) -> None:
+        await self.save_response(command.command_id, status, headers, body)
 
     async def set_state(self, command_id: str, state: str) -> None:
         assert self._writer is not None

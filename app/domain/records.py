@@ -107,6 +107,30 @@ class StockAlert(msgspec.Struct, frozen=True):
     at: str
 
 
+class HistoryRow(msgspec.Struct, frozen=True, array_like=True):
+    """One history row exactly as the listener stored it (every column, its id too): what a
+    replica (app/replica/) writes. Travels as a JSON array to stay small."""
+
+    id: int
+    item_id: str
+    event_type: str
+    location: str | None
+    quantity_delta: int
+    reserved_delta: int
+    quantity_after: int | None
+    reserved_after: int | None
+    item_version: int
+    actor: str
+    command_id: str
+    event_id: str
+    note: str | None
+    occurred_at: str
+    applied_at: str
+    reason: str | None
+    reference: str | None
+    expected: int | None
+
+
 # --- change records ---------------------------------------------------------------------------
 # Stored in the outbox without ``seq`` (the commit sequence is the row's key); published and
 # replayed with it in front (``app/jsontext.py`` change_record). Decoding either gives the same
@@ -136,6 +160,18 @@ class ItemChange(msgspec.Struct, frozen=True, tag="item", tag_field="kind", omit
     # True when the batch edited what the item is (name, description, threshold): an
     # "item changed" for webhooks, apart from stock moving.
     edited: bool = False
+    # --- for replicas only (app/replica/), dropped by ``for_screens`` before any screen sees it:
+    # with these a query or command node on another machine writes exactly the rows the
+    # listener wrote. The history rows the batch added for this item; the item row as stored
+    # once it is deleted (``item`` is None then) and when; the alert state of each changed level
+    # (location -> ok, low or out); the order number (``reservations.seq``) of each reservation
+    # the batch made or changed. A deleted item's changed levels travel in ``levels`` for them
+    # too (a screen gets none).
+    history: list[HistoryRow] = []
+    tombstone: ItemSummary | None = None
+    deleted_at: str | None = None
+    level_alerts: dict[str, str] = {}
+    reservation_seqs: dict[str, int] = {}
 
     def with_levels(self, locations: frozenset[str]) -> ItemChange:
         """The same change as a subscriber to these locations sees it."""
@@ -164,9 +200,47 @@ class OutcomeChange(msgspec.Struct, frozen=True, tag="outcome", tag_field="kind"
     submitted_at: str
     processed_at: str
     seq: int = 0
+    # Who sent the command: for replicas only (``for_screens`` drops it).
+    actor: str = ""
 
 
 Change = ItemChange | OutcomeChange
+
+
+def for_screens(change: Change) -> Change:
+    """The change without what only a replica needs: what a live stream, a page or a client
+    waiting for an outcome is sent. The same object when there was nothing to drop."""
+    if isinstance(change, OutcomeChange):
+        return msgspec.structs.replace(change, actor="") if change.actor else change
+    deleted_levels = change.deleted and bool(change.levels)
+    if (
+        change.history
+        or change.tombstone
+        or change.deleted_at
+        or change.level_alerts
+        or change.reservation_seqs
+        or deleted_levels
+    ):
+        return msgspec.structs.replace(
+            change,
+            history=[],
+            tombstone=None,
+            deleted_at=None,
+            level_alerts={},
+            reservation_seqs={},
+            levels=[] if change.deleted else change.levels,
+        )
+    return change
+
+
+class ChangesPage(msgspec.Struct, frozen=True):
+    """What the listener serves a node from its outbox (app/listener/internal_controller.py):
+    the records after a sequence as (seq, kind, item_id, stored payload), oldest first;
+    ``oldest`` is the oldest record it keeps, ``last`` the newest it committed."""
+
+    oldest: int
+    last: int
+    changes: list[tuple[int, str, str, str]]
 
 
 class OutcomeView(msgspec.Struct, frozen=True):

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Collection
@@ -38,7 +40,7 @@ from app.domain.imports import (
     within_scope,
 )
 from app.eventlog.base import LogUnavailable
-from app.imports.store import ImportRecord, ImportStore, StoredRow
+from app.imports.store import ImportRecord, ImportStore, NewRow, StoredRow
 from app.metrics import IMPORT_ROWS
 from app.reader import InventoryReader, ReadModelUnavailable
 
@@ -54,6 +56,9 @@ OUTCOME_BATCH = 500
 # How often outcomes are collected while rows are still being submitted.
 COLLECT_EVERY_SECONDS = 1.0
 IDLE_SECONDS = 0.5
+# How long a runner's claim on a running import lasts (app/imports/store.py ``claim``): another
+# command node takes the import over this long after its holder stopped renewing it.
+LEASE_SECONDS = 30.0
 ALREADY_APPLIED = "already applied by an earlier import of this file"
 
 
@@ -114,8 +119,11 @@ class ImportService:
             confirmed_at=None,
             finished_at=None,
         )
-        commands = [encode_command(row.command) if row.command is not None else None for row in rows]
-        await self.store.create(record, rows, commands)
+        kept = [
+            NewRow(row.number, row.cells, row.errors, encode_command(row.command) if row.command is not None else None)
+            for row in rows
+        ]
+        await self.store.keep(record, kept)
         return record
 
     async def _item_ids(self, skus: Collection[str]) -> dict[str, str]:
@@ -181,7 +189,12 @@ class ImportRunner:
         reader: InventoryReader,
         *,
         rows_per_second: int = DEFAULT_ROWS_PER_SECOND,
+        holder: str | None = None,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
+        # Names this runner in the leases of the imports it advances (one per process).
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lease_seconds = lease_seconds
         self._imports = imports
         self._store = imports.store
         self._commands = commands
@@ -196,7 +209,9 @@ class ImportRunner:
         while True:
             try:
                 for record in await self._store.with_state("running"):
-                    await self.advance(record)
+                    # Another runner (a command node of its own) holding it advances it.
+                    if await self._store.claim(record.id, self.holder, self._lease_seconds):
+                        await self.advance(record)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -205,9 +220,14 @@ class ImportRunner:
 
     async def advance(self, record: ImportRecord) -> None:
         """Submit what is left of an import and collect what is decided; done when every row is."""
-        collected_at = started = time.monotonic()
+        collected_at = started = claimed_at = time.monotonic()
         sent = 0
         while True:
+            if time.monotonic() - claimed_at > self._lease_seconds / 3:
+                if not await self._store.claim(record.id, self.holder, self._lease_seconds):
+                    log.warning("import %s: its lease went to another runner; leaving it", record.id)
+                    return
+                claimed_at = time.monotonic()
             rows = await self._store.rows(record.id, status="valid", limit=self._batch)
             if not rows:
                 break

@@ -1,20 +1,33 @@
 """The imports file (``imports.db`` in the data dir), written by the command service only: each
 import, and each of its rows with its status, so an import survives a restart and its report
-says exactly what became of every row."""
+says exactly what became of every row.
+
+On nodes (docs/scaling.md) the file is the listener's alone: it opens imports.db and serves this
+store's ``SURFACE`` (app/http/internal_calls.py); command and query nodes use
+``remote_import_store``. Command nodes each run an ImportRunner over the one store: a running
+import is advanced by the node holding its lease (``claim``), which another node takes over once
+it has expired (the holder stopped or was killed)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import msgspec
 
 from app.domain.imports import ParsedRow, Progress, RowError
+from app.http.internal_calls import RemoteCalls, RemoteObject, Surface, remote
 from app.sqlitefiles import open_read_only, open_read_write
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS imports (
@@ -25,7 +38,8 @@ CREATE TABLE IF NOT EXISTS imports (
     username TEXT NOT NULL,
     columns TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    -- previewed (nothing applied), running (confirmed), done, failed
+    -- staging (rows still arriving from a node), previewed (nothing applied), running
+    -- (confirmed), done, failed
     state TEXT NOT NULL,
     confirmed_at TEXT,
     finished_at TEXT
@@ -45,6 +59,9 @@ CREATE TABLE IF NOT EXISTS import_rows (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS import_rows_status ON import_rows (import_id, status, row);
 """
+# The runner's lease on a running import (added to files made before it): who advances it, until
+# when (the store's clock, seconds since the epoch).
+LEASE_COLUMNS = (("lease_holder", "TEXT"), ("lease_until", "REAL"))
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,16 @@ class ImportRecord:
     state: str
     confirmed_at: str | None
     finished_at: str | None
+
+
+@dataclass(frozen=True)
+class NewRow:
+    """A row of an upload as it is kept: its cells, its errors, its encoded command (None: not valid)."""
+
+    number: int
+    cells: dict[str, str]
+    errors: tuple[RowError, ...]
+    command: bytes | None
 
 
 @dataclass(frozen=True)
@@ -103,6 +130,11 @@ class ImportStore:
             return  # opened on first read, once the file exists
         self._conn = await open_read_write(self.path)
         await self._conn.executescript(SCHEMA)
+        async with self._conn.execute("PRAGMA table_info(imports)") as cur:
+            present = {str(row[1]) for row in await cur.fetchall()}
+        for name, kind in LEASE_COLUMNS:
+            if name not in present:
+                await self._conn.execute(f"ALTER TABLE imports ADD COLUMN {name} {kind}")
 
     async def _read(self) -> aiosqlite.Connection | None:
         if self._conn is None and self.read_only and self.path.exists():
@@ -138,19 +170,12 @@ class ImportStore:
                 raise
 
     async def create(self, record: ImportRecord, rows: Sequence[ParsedRow], commands: Sequence[bytes | None]) -> None:
-        values = [
-            (
-                record.id,
-                row.number,
-                "valid" if command is not None else "error",
-                json.dumps(row.cells, ensure_ascii=False),
-                json.dumps([[e.row, e.column, e.message] for e in row.errors], ensure_ascii=False)
-                if row.errors
-                else None,
-                command,
-            )
-            for row, command in zip(rows, commands, strict=True)
-        ]
+        """Keep an upload: its checked rows and their encoded commands (None: the row is not valid)."""
+        kept = [NewRow(row.number, row.cells, row.errors, command) for row, command in zip(rows, commands, strict=True)]
+        await self.keep(record, kept)
+
+    async def keep(self, record: ImportRecord, rows: Sequence[NewRow]) -> None:
+        """The import and its rows, in one transaction."""
         await self._write(
             [
                 (
@@ -161,14 +186,39 @@ class ImportStore:
                     ),
                     False,
                 ),
-                (
-                    "INSERT INTO import_rows (import_id, row, status, cells, errors, command) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    values,
-                    True,
-                ),
+                _insert_rows(record.id, rows),
             ]
         )  # fmt: skip
+
+    async def add_rows(self, import_id: str, rows: Sequence[NewRow]) -> None:
+        """More rows of an import still staging (an upload sent in parts by a node)."""
+        async with self._db.execute("SELECT state FROM imports WHERE id = ?", (import_id,)) as cur:
+            found = await cur.fetchone()
+        if found is None or found[0] != "staging":
+            raise ValueError(f"import {import_id} is not staging")
+        await self._write([_insert_rows(import_id, rows)])
+
+    async def discard(self, import_id: str) -> None:
+        """Forget an import whose upload did not arrive whole (staging only)."""
+        await self._write(
+            [
+                ("DELETE FROM import_rows WHERE import_id = ?", (import_id,), False),
+                ("DELETE FROM imports WHERE id = ? AND state = 'staging'", (import_id,), False),
+            ]
+        )
+
+    async def claim(self, import_id: str, holder: str, seconds: float) -> bool:
+        """Hold (or renew) the lease on a running import for ``seconds``: True when ``holder``
+        has it now, False when another holder's lease has not expired (or it is not running).
+        One UPDATE, so two runners asking together cannot both get it; the store's clock decides."""
+        now = time.time()
+        async with self._writing:
+            cursor = await self._db.execute(
+                "UPDATE imports SET lease_holder = ?, lease_until = ? WHERE id = ? AND state = 'running' "
+                "AND (lease_holder IS NULL OR lease_holder = ? OR lease_until IS NULL OR lease_until < ?)",
+                (holder, now + seconds, import_id, holder, now),
+            )
+            return cursor.rowcount == 1
 
     async def get(self, import_id: str) -> ImportRecord | None:
         db = await self._read()
@@ -185,7 +235,11 @@ class ImportStore:
             return [_record(row) for row in await cur.fetchall()]
 
     async def recent(self, *, username: str | None, limit: int = 20) -> list[ImportRecord]:
-        where, params = ("WHERE username = ?", (username, limit)) if username else ("", (limit,))
+        where, params = (
+            ("WHERE state != 'staging' AND username = ?", (username, limit))
+            if username
+            else ("WHERE state != 'staging'", (limit,))
+        )
         db = await self._read()
         if db is None:
             return []
@@ -253,7 +307,7 @@ class ImportStore:
     async def set_state(self, import_id: str, state: str, *, at: str, column: str | None = None) -> bool:
         """Move an import to ``state``; ``column`` (confirmed_at, finished_at) records when. False
         when it was not in the state the move starts from."""
-        start = {"running": "previewed", "done": "running", "failed": "running"}[state]
+        start = {"previewed": "staging", "running": "previewed", "done": "running", "failed": "running"}[state]
         stamp = f", {column} = ?" if column in ("confirmed_at", "finished_at") else ""
         params: tuple[str, ...] = (state, at, import_id, start) if stamp else (state, import_id, start)
         async with self._writing:
@@ -298,3 +352,70 @@ class ImportStore:
                 )
             ]
         )
+
+
+def _insert_rows(import_id: str, rows: Sequence[NewRow]) -> tuple[str, list[Sequence[Any]], bool]:
+    values: list[Sequence[Any]] = [
+        (
+            import_id,
+            row.number,
+            "valid" if row.command is not None else "error",
+            json.dumps(row.cells, ensure_ascii=False),
+            json.dumps([[e.row, e.column, e.message] for e in row.errors], ensure_ascii=False) if row.errors else None,
+            row.command,
+        )
+        for row in rows
+    ]
+    return (
+        "INSERT INTO import_rows (import_id, row, status, cells, errors, command) VALUES (?, ?, ?, ?, ?, ?)",
+        values,
+        True,
+    )
+
+
+# What nodes call of the listener's imports.db (app/http/internal_calls.py): every method the
+# service, the runner, the API, the report and the pages use.
+CALLS = (
+    "keep", "add_rows", "discard", "claim", "get", "with_state", "recent", "earlier_commands", "progress", "rows",
+    "count", "set_state", "mark_submitted", "mark_refused", "mark_decided",
+)  # fmt: skip
+SURFACE = Surface(ImportStore, frozenset(CALLS))
+
+
+class RemoteImportStore(RemoteObject):
+    """The listener's ImportStore from a node. An upload bigger than one call may carry (the
+    listener's body limit) is sent in parts: its record first, staging (listed nowhere), then its
+    rows, then it becomes previewed; a part that fails discards it."""
+
+    async def keep(self, record: ImportRecord, rows: Sequence[NewRow]) -> None:
+        budget = max(1024, self._calls.max_body_bytes // 2)
+        parts: list[list[NewRow]] = [[]]
+        size = 0
+        for row in rows:
+            cost = len(msgspec.json.encode(row)) + 1
+            if parts[-1] and size + cost > budget:
+                parts.append([])
+                size = 0
+            parts[-1].append(row)
+            size += cost
+        if len(parts) == 1:
+            await self._remote("keep", record, parts[0])
+            return
+        await self._remote("keep", dataclasses.replace(record, state="staging"), parts[0])
+        try:
+            for part in parts[1:]:
+                await self._remote("add_rows", record.id, part)
+            if not await self._remote("set_state", record.id, record.state, at=record.created_at):
+                raise RuntimeError(f"import {record.id} left staging under someone else's hands")
+        except BaseException:
+            try:
+                await self._remote("discard", record.id)
+            except Exception:
+                log.warning("import %s: its partial upload was not discarded", record.id)
+            raise
+
+
+def remote_import_store(calls: RemoteCalls) -> ImportStore:
+    """The listener's ImportStore, as a node uses it."""
+    store: ImportStore = remote(SURFACE, calls, "imports", base=RemoteImportStore)
+    return store

@@ -13,6 +13,7 @@ from app.domain.alerts import DEFAULT_THRESHOLD, AlertKind, initial_state, next_
 from app.domain.catalogue import BY_EVENT_TYPE, DecisionContext
 from app.domain.events import Event, EventType
 from app.domain.model import Applied, Decision, Item, Movement, Reason, Rejected, Reservation, StockLevel, Transfer
+from app.domain.records import HistoryRow as StoredHistoryRow
 from app.domain.records import ItemChange, OutcomeChange, ReservationView, StockAlert, TransferView
 from app.domain.views import level_view, reservation_view, summary_view, transfer_view
 from app.eventlog.base import TopicPartition
@@ -55,6 +56,17 @@ class HistoryRow:
     reason: str | None = None
     reference: str | None = None
     expected: int | None = None
+
+    def stored(self, row_id: int, applied_at: str) -> StoredHistoryRow:
+        """The row as the store wrote it, with its number: what a replica writes."""
+        return StoredHistoryRow(
+            id=row_id, item_id=self.item_id, event_type=self.event_type, location=self.location,
+            quantity_delta=self.quantity_delta, reserved_delta=self.reserved_delta,
+            quantity_after=self.quantity_after, reserved_after=self.reserved_after,
+            item_version=self.item_version, actor=self.actor, command_id=self.command_id,
+            event_id=self.event_id, note=self.note, occurred_at=self.occurred_at, applied_at=applied_at,
+            reason=self.reason, reference=self.reference, expected=self.expected,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,7 @@ class Outcome:
             version=self.version,
             submitted_at=self.submitted_at,
             processed_at=processed_at,
+            actor=self.actor,
         )
 
 
@@ -132,12 +145,26 @@ class Plan:
 
     @property
     def touched_items(self) -> list[Item]:
-        return [*self.new_items.values(), *(item for item, _ in self.changed_items.values())]
+        # Changed before new, the order the store writes them in: a delete frees its SKU before
+        # an item created in the same batch takes it, in a replica too (records apply in order).
+        return [*(item for item, _ in self.changed_items.values()), *self.new_items.values()]
 
-    def item_changes(self, alerts: Sequence[StockAlert] = ()) -> list[ItemChange]:
+    def item_changes(
+        self,
+        alerts: Sequence[StockAlert] = (),
+        *,
+        first_history_id: int = 0,
+        applied_at: str = "",
+        reservation_seqs: dict[str, int] | None = None,
+    ) -> list[ItemChange]:
         """One change record per item touched: its summary after this batch and the levels the
         batch changed (never the others, however many stores the item is in), with the alerts
-        it raised (``alerts``: this plan's, as the store numbered them)."""
+        it raised (``alerts``: this plan's, as the store numbered them).
+
+        Each record also carries what a replica (app/replica/) needs to write the same rows: the
+        history rows numbered from ``first_history_id`` in plan order, as stored at
+        ``applied_at``; the order number of each reservation (``reservation_seqs``); the alert
+        state of each changed level; a deleted item's row."""
         raised: dict[str, list[StockAlert]] = {}
         for alert in alerts:
             raised.setdefault(alert.item_id, []).append(alert)
@@ -150,6 +177,10 @@ class Plan:
         reservations: dict[str, list[ReservationView]] = {}
         for reservation in self.reservations.values():
             reservations.setdefault(reservation.item_id, []).append(reservation_view(reservation))
+        history: dict[str, list[StoredHistoryRow]] = {}
+        for offset, row in enumerate(self.history):
+            history.setdefault(row.item_id, []).append(row.stored(first_history_id + offset, applied_at))
+        seqs = reservation_seqs or {}
         return [
             ItemChange(
                 item_id=item.id,
@@ -157,11 +188,19 @@ class Plan:
                 created=item.id in self.new_items,
                 deleted=item.deleted,
                 item=None if item.deleted else summary_view(item),
-                levels=[] if item.deleted else [level_view(level) for level in changed.get(item.id, [])],
+                # A deleted item's levels are for replicas only (``for_screens`` drops them).
+                levels=[level_view(level) for level in changed.get(item.id, [])],
                 transfers=transfers.get(item.id, []),
                 reservations=reservations.get(item.id, []),
                 alerts=raised.get(item.id, []),
                 edited=item.id in self.edited,
+                history=history.get(item.id, []),
+                tombstone=summary_view(item) if item.deleted else None,
+                deleted_at=item.deleted_at,
+                level_alerts={level.location: (level.alert or "ok") for level in changed.get(item.id, [])},
+                reservation_seqs={
+                    r.id: seqs[r.id] for r in self.reservations.values() if r.item_id == item.id and r.id in seqs
+                },
             )
             for item in self.touched_items
         ]

@@ -313,7 +313,15 @@ class InventoryStore:
                 )
                 await conn.executemany("DELETE FROM parked_events WHERE id = ?", [(pid,) for pid in plan.unparked])
                 alerts = await self._write_alerts(plan, now)
-                changes: list[Change] = [*plan.item_changes(alerts), *(o.change(now) for o in plan.outcomes)]
+                changes: list[Change] = [
+                    *plan.item_changes(
+                        alerts,
+                        first_history_id=await self._first_id("history", len(plan.history)),
+                        applied_at=now,
+                        reservation_seqs=await self._reservation_seqs(plan),
+                    ),
+                    *(o.change(now) for o in plan.outcomes),
+                ]
                 await conn.executemany(
                     "INSERT INTO changes (kind, item_id, payload, created_at) VALUES (?, ?, ?, ?)",
                     [(c.kind, c.item_id, encode_text(c), now) for c in changes],
@@ -352,26 +360,8 @@ class InventoryStore:
 
     async def _write_items(self, plan: Plan) -> None:
         conn = self.conn
-        await conn.executemany(
-            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    i.id,
-                    i.sku,
-                    i.name,
-                    i.description,
-                    i.version,
-                    i.created_at,
-                    i.updated_at,
-                    i.deleted_at,
-                    i.low_stock_threshold,
-                    i.quantity,
-                    i.reserved,
-                    i.in_transit,
-                )
-                for i in plan.new_items.values()
-            ],
-        )
+        # Changed rows first: a delete frees its SKU (the live-SKU index), which an item created
+        # in the same batch may take.
         updates = [
             (
                 i.sku,
@@ -397,6 +387,26 @@ class InventoryStore:
             )
             if cursor.rowcount != len(updates):
                 raise Conflict("an item's version moved on since it was read")
+        await conn.executemany(
+            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    i.id,
+                    i.sku,
+                    i.name,
+                    i.description,
+                    i.version,
+                    i.created_at,
+                    i.updated_at,
+                    i.deleted_at,
+                    i.low_stock_threshold,
+                    i.quantity,
+                    i.reserved,
+                    i.in_transit,
+                )
+                for i in plan.new_items.values()
+            ],
+        )
 
     async def _write_levels(self, plan: Plan) -> None:
         conn = self.conn
@@ -440,9 +450,25 @@ class InventoryStore:
                 for a in plan.alerts
             ],
         )
-        rows = await self._all("SELECT seq FROM sqlite_sequence WHERE name = 'alerts'")
-        first = int(rows[0][0]) - len(plan.alerts) + 1
+        first = await self._first_id("alerts", len(plan.alerts))
         return [alert.record(first + n, now) for n, alert in enumerate(plan.alerts)]
+
+    async def _first_id(self, table: str, inserted: int) -> int:
+        """The number of the first of the ``inserted`` rows this transaction just added to an
+        AUTOINCREMENT table: the only writer's rows take the numbers after the last, in order."""
+        if not inserted:
+            return 0
+        rows = await self._all("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,))
+        return int(rows[0][0]) - inserted + 1
+
+    async def _reservation_seqs(self, plan: Plan) -> dict[str, int]:
+        """The order number of each reservation the batch made or changed (for replicas)."""
+        if not plan.reservations:
+            return {}
+        rows = await self._all(
+            "SELECT id, seq FROM reservations WHERE id IN (SELECT value FROM json_each(?))", (_ids(plan.reservations),)
+        )
+        return {str(rid): int(seq) for rid, seq in rows}
 
     async def _write_records(self, plan: Plan) -> None:
         """Transfers and reservations the batch made or changed. They change only with their item,

@@ -3,7 +3,12 @@
 Each query process reads ``inventory.changes`` from its end (no consumer group: every process
 needs every change), keeps the freshness floor and the in-process cache current, and
 publishes each change to the in-process Litestar channels of the subscriptions it concerns.
-Changes missed while the feed was away are read back from the outbox table by sequence.
+Changes missed while the feed was away are read back from the outbox table by sequence. On a
+node (app/replica/) the feed has no consumer of its own: the replica hands it each change once
+it is applied to the node's file, so nothing is announced that a read could not see yet.
+
+The change records carry fields only a replica needs; every change is stripped of them
+(``for_screens``) before a subscriber or a cache sees it.
 
 A subscription (``Subscription``) is the chain (item totals and every outcome, no levels), a
 set of locations (their levels only), or one item (all its changed levels). Subscribers with the
@@ -18,6 +23,7 @@ outbox.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -27,7 +33,7 @@ from litestar.channels import ChannelsPlugin
 
 from app.cache.base import CacheUnavailable, ItemCache, entries_from_changes
 from app.domain.events import CHANGES_TOPIC
-from app.domain.records import Change, ItemChange, OutcomeChange, decode_change, encode_text
+from app.domain.records import Change, ItemChange, OutcomeChange, decode_change, encode_text, for_screens
 from app.eventlog.base import EventLog, LogUnavailable
 from app.jsontext import change_record
 from app.queries.service import FreshnessFloor
@@ -91,6 +97,16 @@ class Subscription:
 CHAIN_WIDE = Subscription()
 
 
+def screened(raw: bytes) -> tuple[Change, bytes]:
+    """A published change record (sequence first) as screens get it: decoded, without the
+    replica-only fields, and its JSON made again only when something was dropped."""
+    change = decode_change(raw)
+    stripped = for_screens(change)
+    if stripped is change:
+        return change, raw
+    return stripped, change_record(change.seq, encode_text(msgspec.structs.replace(stripped, seq=0)))
+
+
 def frame(seq: int, prev: int, kind: str, raw: bytes) -> bytes:
     """What travels on a channel: "<seq> <prev> <kind>" on the first line, then the JSON. ``prev``
     is the sequence of the change published on the same channel before this one."""
@@ -123,6 +139,10 @@ class ChangeFeed:
         self._by_item: dict[str, str] = {}
         self._location_channels: set[str] = set()
         self._chain_held = False
+        # Set on a node: the replica hands the changes over (``applied``), no consumer of our own.
+        self.follows_replica = False
+        # Replaced (and set) each time last_seq moves: what ``wait_for`` waits on.
+        self._advanced = asyncio.Event()
 
     def register(self, subscription: Subscription) -> int:
         """Start serving a subscription; returns the sequence its live part starts after."""
@@ -186,8 +206,50 @@ class ChangeFeed:
             found |= self._by_location.get(location, set())
         return found
 
+    async def wait_for(self, seq: int, timeout: float) -> bool:
+        """True once every change up to ``seq`` was announced here; False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self.last_seq < seq:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            advanced = self._advanced
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await advanced.wait()
+        return True
+
+    # --- on a node: fed by the replica (app/replica/follower.py AppliedChanges) ----------------
+
+    async def applied(self, changes: list[tuple[Change, bytes]]) -> None:
+        """Changes the replica just applied, in order and already stripped for screens."""
+        await self._deliver([(change, raw) for change, raw in changes if change.seq > self.last_seq])
+
+    def jumped(self, seq: int, items: list[tuple[str, int]]) -> None:
+        """The replica took a snapshot at ``seq``. Every channel's next frame names it as its
+        previous one, so each subscriber refills what it missed from the node's outbox (or is
+        told to reload when that is no longer kept) rather than skipping it silently. The items
+        it changed raise the freshness floor: a cached copy from before is not served."""
+        for item_id, version in items:
+            self._floor.raise_to(item_id, version)
+        if seq <= self.last_seq:
+            return
+        self.last_seq = seq
+        for channel in self._prev:
+            self._prev[channel] = seq
+        self._wake()
+
+    def _wake(self) -> None:
+        advanced, self._advanced = self._advanced, asyncio.Event()
+        advanced.set()
+
     async def run(self) -> None:
         self.last_seq = await self._newest_seq()
+        if self.follows_replica:
+            self.connected = True
+            while True:
+                await asyncio.sleep(1.0)
+                self._keep_alive()
         while True:
             consumer = self._log.consumer([CHANGES_TOPIC], group_id=None, start_at="latest")
             try:
@@ -218,7 +280,7 @@ class ChangeFeed:
             return self.last_seq
 
     async def _receive(self, raw: bytes) -> None:
-        change = decode_change(raw)
+        change, raw = screened(raw)
         seq = change.seq
         if seq <= self.last_seq:
             return
@@ -237,8 +299,7 @@ class ChangeFeed:
                 return
             delivered = []
             for seq, _, payload in rows:
-                raw = change_record(seq, payload)
-                delivered.append((decode_change(raw), raw))
+                delivered.append(screened(change_record(seq, payload)))
             await self._deliver(delivered)
 
     async def _deliver(self, changes: list[tuple[Change, bytes]]) -> None:
@@ -255,6 +316,8 @@ class ChangeFeed:
                 await self._cache.put_outcomes(outcomes)
             except CacheUnavailable:
                 pass  # reads fall back to SQLite; nothing is lost
+        if changes:
+            self._wake()
 
     def _publish(self, change: Change, raw: bytes) -> None:
         assert self.channels is not None

@@ -35,7 +35,7 @@ from app.http.stream_end import until_ended
 from app.http.stream_limits import StreamLimiter, leased
 from app.jsontext import change_record
 from app.metrics import SSE_CLIENTS, SSE_REFILLS, track_size
-from app.queries.feed import CHAIN_WIDE, ChangeFeed, Subscription
+from app.queries.feed import CHAIN_WIDE, ChangeFeed, Subscription, screened
 from app.reader import InventoryReader
 from app.settings import Settings
 
@@ -184,8 +184,8 @@ class ChangeStream:
                 return
             for seq, kind, payload in rows:
                 after = seq
-                raw = change_record(seq, payload)
-                narrowed = subscription.payload(decode_change(raw), raw)
+                # Read back from the outbox, the record has the replica-only fields: dropped here.
+                narrowed = subscription.payload(*screened(change_record(seq, payload)))
                 if narrowed is not None:
                     yield StreamItem("change", seq, narrowed, kind)
 

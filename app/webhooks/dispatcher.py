@@ -30,7 +30,7 @@ import httpx
 import msgspec
 
 from app.clock import parse_rfc3339, to_rfc3339
-from app.domain.records import decode_change
+from app.domain.records import decode_change, for_screens
 from app.domain.webhooks import Backoff, Verdict, delivery_body, events_of, signed_headers, verdict
 from app.metrics import WEBHOOK_DELAY_SECONDS, WEBHOOK_DELIVERIES, WEBHOOK_PENDING
 from app.reader import InventoryReader, ReadModelUnavailable
@@ -123,7 +123,7 @@ class Dispatcher:
         endpoints = await self._store.endpoints()
         deliveries: list[NewDelivery] = []
         for seq, payload, committed_at in rows:
-            change = msgspec.structs.replace(decode_change(payload), seq=int(seq))
+            change = msgspec.structs.replace(for_screens(decode_change(payload)), seq=int(seq))
             for index, event in enumerate(events_of(change)):
                 for endpoint in endpoints:
                     if endpoint.wants(event.kind):

@@ -27,6 +27,7 @@ from typing import Any
 import aiosqlite
 
 from app.clock import utc_now
+from app.http.internal_calls import Surface
 from app.sqlitefiles import open_read_write
 
 SCHEMA = """
@@ -400,3 +401,17 @@ class WebhookStore:
             "AND delivered_at < ? LIMIT ?)",
             (before, limit),
         )
+
+
+# What a node may call of the listener's webhooks.db (app/http/internal_calls.py): the methods
+# of the admin API, the page and the pending-deliveries metric. Fan-out and delivery stay with
+# the dispatcher, on the listener.
+CALLS = (
+    "add_endpoint", "endpoints", "endpoint", "remove", "pause", "resume", "counts", "deliveries", "redeliver",
+    "pending_total",
+)  # fmt: skip
+SURFACE = Surface(
+    WebhookStore,
+    frozenset(CALLS),
+    errors=(WebhookNotFound,),
+)

@@ -1,7 +1,11 @@
 """Under a steady load, kill -9 in turn the command service, the listener, the query service,
 the broker and Redis, and restart each. Afterwards every 202 is applied exactly once, a 5xx at
 most once, every transfer in the load is whole (stock is conserved), SSE clients see the final
-state, and the database equals a replay of the log."""
+state, and the database equals a replay of the log.
+
+The same with the roles scaled out (docs/scaling.md): two command nodes sharing the load, two
+query nodes with replicas of their own, each killed in turn; afterwards both replicas equal the
+listener's read model as well."""
 
 from __future__ import annotations
 
@@ -16,10 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_read_side import SseCollector, wait_for
+from tests.integration.test_read_side import wait_for
 from tests.support.events import query
+from tests.support.nodes import NodeStack, node_stack
 from tests.support.processes import run_cli
 from tests.support.services import KafkaBroker, RedisServer, free_port, free_port_pair
+from tests.support.sse import SseCollector
 from tests.support.stack import Stack, split_stack
 from tests.support.store_day import invariant_problems
 
@@ -45,8 +51,9 @@ class LoadResults:
 class SteadyLoad:
     """Clients sending stock commands without pause, each waiting for its answer."""
 
-    def __init__(self, stack: Stack, item_ids: list[str], headers: dict[str, str]) -> None:
-        self.stack = stack
+    def __init__(self, command_urls: list[str], item_ids: list[str], headers: dict[str, str]) -> None:
+        # Worker n sends to command service n modulo their number.
+        self.command_urls = command_urls
         self.item_ids = item_ids
         self.headers = headers
         self.results = LoadResults()
@@ -73,9 +80,8 @@ class SteadyLoad:
             item_id = self.item_ids[(n + step) % len(self.item_ids)]
             action, body = ACTIONS[step % len(ACTIONS)]
             try:
-                response = await client.post(
-                    f"{self.stack.command.url}{ITEMS}/{item_id}/{action}", json=body, headers=self.headers
-                )
+                url = self.command_urls[n % len(self.command_urls)]
+                response = await client.post(f"{url}{ITEMS}/{item_id}/{action}", json=body, headers=self.headers)
             except httpx.HTTPError:
                 self.results.statuses["no answer"] += 1
                 await asyncio.sleep(0.05)
@@ -108,7 +114,7 @@ def _run_matrix(stack: Stack, broker: KafkaBroker, redis: RedisServer) -> None:
     ]
     item_ids = [item["id"] for item in items]
     sse = SseCollector(f"{stack.query.url}/api/v1/inventory/stream", admin).start()
-    load = SteadyLoad(stack, item_ids, admin).start()
+    load = SteadyLoad([stack.command.url], item_ids, admin).start()
 
     def pause() -> None:
         time.sleep(1.5)
@@ -131,12 +137,31 @@ def _run_matrix(stack: Stack, broker: KafkaBroker, redis: RedisServer) -> None:
     results = load.stop()
 
     db = stack.data_dir / "inventory.db"
+    check_exactly_once(db, results, created=4)
+
+    # SSE clients converge to the final state.
+    final = {row[0]: row[1] for row in query(db, "SELECT id, version FROM items")}
+    wait_for(lambda: all(_last_seen(sse, item_id) == version for item_id, version in final.items()), timeout=60)
+    sse.stop()
+    # Reads agree with the database after Redis came back empty.
+    for item_id, version in final.items():
+        assert httpx.get(f"{stack.query.url}{ITEMS}/{item_id}", headers=admin).json()["version"] == version
+
+    # The database equals a replay of the log.
+    stack.listener.stop()
+    assert "equals the current state" in run_cli(stack.env, "rebuild").stdout
+    stack.listener.start()
+
+
+def check_exactly_once(db: Path, results: LoadResults, *, created: int) -> None:
+    """Every 202 applied once, every 5xx or unanswered command at most once, never oversold,
+    every transfer whole: the first promise, read from the listener's database."""
     print("answers under the crash matrix:", dict(results.statuses))
-    # The load really met the failures: refused connections while the command service was down,
+    # The load really met the failures: refused connections while a command service was down,
     # 503s while the broker was.
     assert results.accepted and results.statuses["no answer"] > 0 and results.statuses["503"] > 0, results.statuses
     # Every 202 reaches an outcome...
-    # A bound on liveness, not speed: on a loaded CI machine the catch-up after five kills is slow.
+    # A bound on liveness, not speed: on a loaded CI machine the catch-up after the kills is slow.
     wait_for(lambda: _missing_outcomes(db, results.accepted) == 0, timeout=300)
     # ...exactly once: one outcome per command, and at most one history row per command and
     # location (a transfer writes one at each of its two).
@@ -153,25 +178,95 @@ def _run_matrix(stack: Stack, broker: KafkaBroker, redis: RedisServer) -> None:
     # for beyond them.
     unknown = results.statuses["no answer"] + sum(v for k, v in results.statuses.items() if k.startswith("5"))
     outcomes = query(db, "SELECT COUNT(*) FROM command_outcomes")[0][0]
-    assert len(results.accepted) + 4 <= outcomes <= len(results.accepted) + 4 + unknown
+    assert len(results.accepted) + created <= outcomes <= len(results.accepted) + created + unknown
     # Never oversold, at any commit.
     assert query(db, "SELECT COUNT(*) FROM history WHERE reserved_after > quantity_after") == [(0,)]
     # Every transfer whole, stock conserved: each level is the sum of its history, the transfers'
     # lines cancel out, and on hand is what came in by other commands than transfers.
     assert invariant_problems(db) == []
 
-    # SSE clients converge to the final state.
+
+@pytest.mark.slow
+def test_kill_every_node_in_turn_under_load(tmp_path: Path) -> None:
+    broker = KafkaBroker(free_port_pair(), tmp_path / "kafka")
+    redis = RedisServer(free_port(), tmp_path / "redis")
+    broker.start()
+    redis.start()
+    (tmp_path / "logs").mkdir()
+    try:
+        with node_stack(
+            broker.bootstrap, redis.url, tmp_path / "data", tmp_path / "logs", query_nodes=2, command_nodes=2,
+            INVENTORY_PUBLISH_TIMEOUT="2",
+        ) as nodes:  # fmt: skip
+            _run_node_matrix(nodes, broker, redis)
+    finally:
+        redis.stop()
+        broker.stop()
+
+
+def _run_node_matrix(nodes: NodeStack, broker: KafkaBroker, redis: RedisServer) -> None:
+    admin = nodes.token()
+    item_ids = [
+        nodes.create_item(admin, node=n % 2, sku=f"NODE-{uuid.uuid4().hex[:6]}", name="Crash", quantity=1000)["id"]
+        for n in range(4)
+    ]
+    sse = SseCollector(f"{nodes.queries[1].url}/api/v1/inventory/stream", admin).start()
+    load = SteadyLoad([node.url for node in nodes.commands], item_ids, admin).start()
+
+    def pause() -> None:
+        time.sleep(1.5)
+
+    pause()
+    for process in (*nodes.commands, nodes.listener, *nodes.queries):
+        process.kill()
+        pause()
+        process.start()
+        pause()
+    broker.kill()
+    pause()
+    broker.start()
+    wait_for(lambda: httpx.get(f"{nodes.commands[0].url}/api/v1/ready").status_code == 200, timeout=120)
+    pause()
+    redis.kill()
+    pause()
+    redis.start()
+    pause()
+    results = load.stop()
+
+    db = nodes.listener_dir / "inventory.db"
+    check_exactly_once(db, results, created=4)
+    # Both query nodes hold exactly the listener's read model, and a stream on one of them (the
+    # node was killed under it) sees the final state.
+    last = query(db, "SELECT seq FROM sqlite_sequence WHERE name = 'changes'")[0][0]
+    for name in ("query1", "query2"):
+        replica = nodes.base / name / "replica.db"
+        wait_for(lambda replica=replica: _replica_seq(replica) >= last, timeout=120)
+        for table, sql in REPLICATED.items():
+            assert query(replica, sql) == query(db, sql), f"{name}: {table}"
     final = {row[0]: row[1] for row in query(db, "SELECT id, version FROM items")}
     wait_for(lambda: all(_last_seen(sse, item_id) == version for item_id, version in final.items()), timeout=60)
     sse.stop()
-    # Reads agree with the database after Redis came back empty.
-    for item_id, version in final.items():
-        assert httpx.get(f"{stack.query.url}{ITEMS}/{item_id}", headers=admin).json()["version"] == version
 
     # The database equals a replay of the log.
-    stack.listener.stop()
-    assert "equals the current state" in run_cli(stack.env, "rebuild").stdout
-    stack.listener.start()
+    nodes.listener.stop()
+    assert "equals the current state" in run_cli(nodes.listener.env, "rebuild").stdout
+    nodes.listener.start()
+
+
+# The read model a query node replicates, compared table by table.
+REPLICATED = {
+    "items": "SELECT * FROM items ORDER BY id",
+    "stock_levels": "SELECT * FROM stock_levels ORDER BY item_id, location",
+    "history": "SELECT * FROM history ORDER BY id",
+    "transfers": "SELECT * FROM transfers ORDER BY id",
+    "reservations": "SELECT * FROM reservations ORDER BY seq",
+    "command_outcomes": "SELECT * FROM command_outcomes ORDER BY command_id",
+}
+
+
+def _replica_seq(replica: Path) -> int:
+    rows = query(replica, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'replica_seq'")
+    return int(rows[0][0]) if rows else 0
 
 
 def _missing_outcomes(db: Path, command_ids: list[str]) -> int:

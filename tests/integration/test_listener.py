@@ -217,3 +217,27 @@ async def test_hostile_events_are_dead_lettered_with_reasons_and_disturb_nothing
     assert any("schema_version" in e for e in errors) and any("unknown event_type" in e for e in errors)
     assert any("invalid data" in e for e in errors)
     assert sorted(len(d.value or b"") for d in dead) == sorted(len(raw) for _, raw in hostile)
+
+
+async def test_a_sku_freed_by_a_delete_is_taken_by_a_create_in_the_same_batch(
+    event_log: EventLog, data_dir: Path
+) -> None:
+    # Deletes and creates of other items land in one batch in either order; when the delete
+    # comes first, the write must free the SKU before it inserts the new row (it once looped on
+    # the unique index, retrying the batch for ever).
+    from app.domain.catalogue.items import ItemDeletedData
+
+    olds = [str(uuid.uuid4()) for _ in range(8)]
+    async with running_listener(event_log, data_dir) as running:
+        await event_log.publish([message(create(old, f"REUSE-{n}", quantity=1)) for n, old in enumerate(olds)])
+        await eventually(lambda: _more_than(running.db, len(olds) - 1))
+        pairs = []
+        for n, old in enumerate(olds):
+            pairs += [event(EventType.ITEM_DELETED, old, ItemDeletedData()), create(str(uuid.uuid4()), f"REUSE-{n}")]
+        await event_log.publish([message(e) for e in pairs])
+        await eventually(lambda: _more_than(running.db, len(olds) * 3 - 1))
+    statuses = outcomes(running.db)
+    assert all(statuses[e.command_id][0] == "applied" for e in pairs[::2])  # every delete
+    live = query(running.db, "SELECT sku FROM items WHERE deleted_at IS NULL AND sku LIKE 'REUSE-%'")
+    taken = sum(1 for e in pairs[1::2] if statuses[e.command_id][0] == "applied")
+    assert len(live) == taken  # each SKU held once, by its new item when the create won

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
+from typing import Any
 
 import httpx
+from httpx_sse import connect_sse
 
 
 class StreamReader:
@@ -42,3 +45,49 @@ class StreamReader:
             seen.append(line)
         self._thread.join(timeout=10)
         return seen
+
+
+class SseCollector:
+    """Reads an SSE stream in a thread, reconnecting with Last-Event-ID like a browser does."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self.url = url
+        self.headers = headers
+        self.events: list[tuple[str, str, dict[str, Any]]] = []  # (event, id, data)
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> SseCollector:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    @property
+    def last_id(self) -> str | None:
+        return self.events[-1][1] if self.events else None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            headers = dict(self.headers)
+            if self.last_id:
+                headers["Last-Event-ID"] = self.last_id
+            try:
+                with (
+                    httpx.Client(timeout=httpx.Timeout(5.0, read=60.0)) as client,
+                    connect_sse(client, "GET", self.url, headers=headers) as source,
+                ):
+                    self.connections += 1
+                    for sse in source.iter_sse():
+                        if self._stop.is_set():
+                            return
+                        if sse.event in ("item", "outcome", "reset"):
+                            self.events.append((sse.event, sse.id, json.loads(sse.data)))
+            except (httpx.HTTPError, OSError):
+                time.sleep(0.2)
+
+    def items(self, item_id: str) -> list[dict[str, Any]]:
+        return [data for event, _, data in self.events if event == "item" and data["item_id"] == item_id]

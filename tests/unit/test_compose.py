@@ -32,9 +32,14 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ROLES = ("command", "query", "listener")
+# The scaled-out services: replicas with data of their own, reached through the `edge` proxy.
+NODES = ("command", "query")
+EDGE = "edge"
 # service -> port published on the host
-PUBLISHED = {"command": 8080, "query": 8081, "listener": 8082, "kafka-ui": 8090}
-INTERNAL_ONLY = ("kafka", "redis")
+PUBLISHED = {"listener": 8082, "kafka-ui": 8090}
+# role -> port the edge proxy publishes for it (the same as the role's own)
+THROUGH_EDGE = {"command": 8080, "query": 8081}
+INTERNAL_ONLY = ("kafka", "redis", *NODES)
 # Services that run once and exit need no healthcheck; there are none at the moment.
 ONE_SHOT: frozenset[str] = frozenset()
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE|API_KEY", re.IGNORECASE)
@@ -195,7 +200,7 @@ def test_images_are_pinned_and_the_broker_is_the_one_the_tests_use(services: dic
     match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom)
     assert match, "kafka/pom.xml names the broker version"
     assert services["kafka"]["image"] == f"apache/kafka:{match.group(1)}"
-    for name in ("redis", "kafka-ui"):
+    for name in ("redis", "kafka-ui", EDGE):
         image = str(services[name]["image"])
         _, _, tag = image.rpartition(":")
         assert tag and tag != "latest" and re.search(r"\d", tag), f"{name} image {image!r} is not pinned"
@@ -219,6 +224,8 @@ def test_the_three_roles_run_the_image_built_from_the_dockerfile(services: dict[
 def test_web_ports_are_published_and_kafka_and_redis_stay_internal(services: dict[str, dict[str, Any]]) -> None:
     for name, host_port in PUBLISHED.items():
         assert host_port in {port.published for port in ports(services[name])}, f"{name} publishes {host_port}"
+    for role, host_port in THROUGH_EDGE.items():
+        assert Port(None, host_port, host_port) in ports(services[EDGE]), f"edge publishes {role} on {host_port}"
     for name in INTERNAL_ONLY:
         assert not services[name].get("ports"), f"{name} must not be published on the host"
 
@@ -228,8 +235,14 @@ def test_each_role_serves_its_role_on_its_port(services: dict[str, dict[str, Any
     command = [str(word) for word in services[role]["command"]]
     args = parser().parse_args(command)
     assert (args.command, args.role, args.host) == ("serve", role, "0.0.0.0")
-    assert args.port == PORTS[role] == PUBLISHED[role]
-    assert Port(None, PUBLISHED[role], args.port) in ports(services[role])
+    if role in THROUGH_EDGE:
+        # Published by the proxy in front of the replicas, on the role's own port.
+        assert args.port == PORTS[role] == THROUGH_EDGE[role]
+        assert Port(None, THROUGH_EDGE[role], args.port) in ports(services[EDGE])
+        assert args.shared_port is None, "the proxy spreads the load; SO_REUSEPORT is for one host"
+    else:
+        assert args.port == PORTS[role] == PUBLISHED[role]
+        assert Port(None, PUBLISHED[role], args.port) in ports(services[role])
 
 
 # --- compose: configuration of the roles --------------------------------------------------------
@@ -293,18 +306,66 @@ def test_roles_get_the_request_limits_of_inventory_serve(services: dict[str, dic
     assert load_settings(chosen).trusted_proxies == ("10.0.0.0/8",)
 
 
-def test_roles_share_one_writable_data_volume(services: dict[str, dict[str, Any]], named_volumes: set[str]) -> None:
-    sources = set()
-    for role in ROLES:
+def test_only_the_listener_has_a_data_volume_and_each_node_one_of_its_own(
+    services: dict[str, dict[str, Any]], named_volumes: set[str]
+) -> None:
+    """No volume is shared: the nodes never open the listener's files (docs/scaling.md)."""
+    (listener_data,) = [mount for mount in mounts(services["listener"], named_volumes) if mount.target == "/data"]
+    assert listener_data.kind == "volume" and listener_data.source in named_volumes
+    assert not listener_data.read_only
+    for role in NODES:
         data = [mount for mount in mounts(services[role], named_volumes) if mount.target == "/data"]
         assert len(data) == 1, f"{role} mounts /data once"
-        assert data[0].kind == "volume" and data[0].source in named_volumes, f"{role}: /data is a named volume"
-        # The query and command services open the listener's file with mode=ro, but SQLite's WAL
-        # still needs them to write the -shm index next to it: the mount itself stays writable.
-        assert not data[0].read_only
-        sources.add(data[0].source)
+        # An anonymous volume (no source): one per container, so every replica has its own.
+        assert data[0].kind == "volume" and not data[0].source, f"{role}: /data must be per replica, not {data[0]}"
+    for role in ROLES:
         assert role_env(services, role)["INVENTORY_DATA_DIR"] == "/data"
-    assert len(sources) == 1, f"the roles must share one data volume, not {sorted(sources)}"
+    users: dict[str, list[str]] = {}
+    for name, service in services.items():
+        for mount in mounts(service, named_volumes):
+            if mount.source:
+                users.setdefault(mount.source, []).append(name)
+    shared = {source: names for source, names in users.items() if len(names) > 1}
+    assert not shared, f"volumes mounted by more than one service: {shared}"
+
+
+@pytest.mark.parametrize("role", NODES)
+def test_query_and_command_run_as_several_nodes_of_the_listener(services: dict[str, dict[str, Any]], role: str) -> None:
+    service = services[role]
+    replicas = (service.get("deploy") or {}).get("replicas", service.get("scale", 1))
+    assert int(replicas) > 1
+    assert "container_name" not in service, "replicas cannot share a container name"
+    settings = load_settings(role_env(services, role))
+    assert settings.node
+    listener = urlsplit(settings.listener_url)
+    assert listener.hostname == "listener"
+    listener_command = parser().parse_args([str(word) for word in services["listener"]["command"]])
+    assert listener.port == listener_command.port
+    # The first snapshot and the accounts come from the listener.
+    assert depends_on(service).get("listener") == "service_healthy"
+    assert not load_settings(role_env(services, "listener")).node
+
+
+def edge_config(compose: dict[str, Any]) -> str:
+    """The proxy's nginx.conf, written in the compose file, as nginx reads it ($$ is one $)."""
+    (mounted,) = compose["services"][EDGE]["configs"]
+    assert mounted["target"] == "/etc/nginx/nginx.conf"
+    return interpolate(str(compose["configs"][mounted["source"]]["content"]), {})
+
+
+def test_the_edge_proxy_puts_each_services_replicas_behind_its_port(compose: dict[str, Any]) -> None:
+    text = edge_config(compose)
+    upstreams = dict(re.findall(r"upstream (\w+) \{([^}]*)\}", text))
+    servers = dict(re.findall(r"server \{ listen (\d+); location / \{ proxy_pass http://(\w+); \} \}", text))
+    for role, port in THROUGH_EDGE.items():
+        assert servers[str(port)] == role
+        # Docker's DNS gives every replica's address for the service name; re-resolved at run time.
+        assert re.search(rf"server {role}:{PORTS[role]} resolve;", upstreams[role]), upstreams[role]
+        assert "zone " in upstreams[role]
+    assert "resolver 127.0.0.11" in text
+    # Server-sent events pass through as they are written, and long-lived streams spread evenly.
+    assert "proxy_buffering off;" in text and "least_conn;" in upstreams["query"]
+    assert "$host" in text and "$proxy_add_x_forwarded_for" in text
 
 
 @pytest.mark.parametrize("role", ROLES)
