@@ -5,7 +5,7 @@ hand the typed result to the edge (app/commands/edge.py)."""
 from __future__ import annotations
 
 import re
-import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -28,6 +28,7 @@ from app.commands.service import (
     CommandService,
     Submission,
     keyed_ids,
+    new_uuid,
     request_fingerprint,
 )
 from app.domain.catalogue import (
@@ -99,8 +100,23 @@ def wait_seconds(prefer: str | None) -> float:
     return min(float(match.group(1)), 30.0) if match else 0.0
 
 
+def _before(role: Role) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
+    """The role check, then the content type, before the body is parsed: a wrong role is a 403
+    and a wrong content type a 415, not a parse error. The role check is the guard's, run here
+    because Litestar copies the route handler for every guard it runs, a visible share of a
+    command's time."""
+    guard = requires(role)
+
+    async def before(request: Request[Any, Any, Any]) -> None:
+        checked = guard(request, request.route_handler)
+        if checked is not None:
+            await checked
+        await _ensure_json(request)
+
+    return before
+
+
 async def _ensure_json(request: Request[Any, Any, Any]) -> None:
-    """Runs before the body is parsed, so a wrong content type is a 415 and not a parse error."""
     if request.method not in ("POST", "PUT", "PATCH"):
         return
     content_type = request.headers.get("content-type", "")
@@ -164,14 +180,13 @@ def _route(spec: CommandSpec, handler: Any) -> HTTPRouteHandler:
     return route(
         ITEMS_PATH + spec.json_path,
         http_method=[spec.method],
-        guards=[requires(spec.role)],
         responses=CREATED if spec.creates_item else WAITED,
         status_code=202,
         summary=spec.summary,
         description=spec.description or None,
         operation_id=f"command_{spec.name}",
         tags=["commands"],
-        before_request=_ensure_json,
+        before_request=_before(spec.role),
     )(handler)
 
 
@@ -183,7 +198,7 @@ def _new_item_route(spec: CommandSpec) -> HTTPRouteHandler:
         prefer: PreferHeader = None,
         idempotency_key: IdempotencyHeader = None,
     ) -> Response[bytes]:
-        item_id = str(uuid.uuid4())
+        item_id = new_uuid()
         if idempotency_key is not None:
             _replay_key(request, idempotency_key)  # a malformed key is refused first
             # A retry of a create under its key names the same new item, whichever node it reaches.

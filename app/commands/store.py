@@ -6,16 +6,24 @@ command from an unknown one.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
+import sqlite3
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosqlite
 
-from app.sqlitefiles import GroupCommitter, open_read_write
+from app.metrics import track_size
+from app.sqlitefiles import open_read_write
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accepted_commands (
@@ -106,21 +114,182 @@ class CommandKeys(Protocol):
         ...
 
 
+# The statement, its parameters, whether its commit must reach the disk, and who waits for it.
+_Write = tuple[str, tuple[Any, ...], bool, asyncio.Future[None]]
+
+
+class _GroupWriter:
+    """The commands file's one writer: a thread of its own that commits the writes of concurrent
+    requests in one transaction, and wakes the event loop once per commit.
+
+    Each step of a transaction sent through aiosqlite (begin, savepoint, insert, release, commit)
+    came back through the event loop before the next could start; under load the loop is busy
+    with requests, so a commit took several of its turns. Here the whole transaction runs on the
+    thread. Consecutive statements with the same SQL go to SQLite as one ``executemany``; a unique
+    key that is taken fails only its own statement (the run is replayed one statement at a time,
+    each in its own savepoint, so the others still commit).
+
+    A commit waits for the disk only when one of its writes asks for it (``durable``): an
+    Idempotency-Key's record and answer must survive a power cut, or a retry could publish a
+    second event. The status record of a command without a key is written once its event is in
+    the log; it must be visible to every reader before the 202 (a commit is), and losing the last
+    of them to a power cut costs a status that reads 404 until the listener's outcome answers for
+    it, as when recording it fails.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._pending: list[_Write] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # One entry per write in progress; each commit takes all of them.
+        track_size("group_commit_writes", None, lambda: len(self._pending))
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        opened: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(target=self._run, args=(opened,), name="commands-writer", daemon=True)
+        self._thread.start()
+        await opened
+
+    async def stop(self) -> None:
+        """Commit what was queued, then end the thread."""
+        with self._lock:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    async def execute(self, sql: str, params: tuple[Any, ...], *, durable: bool = True) -> None:
+        """Return once the statement is committed; raise IntegrityError if it broke a constraint."""
+        assert self._loop is not None
+        future: asyncio.Future[None] = self._loop.create_future()
+        with self._lock:
+            if self._stopping:
+                raise RuntimeError("command store is closed")
+            self._pending.append((sql, params, durable, future))
+            if len(self._pending) == 1:
+                self._wake.notify()
+        await future
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def _run(self, opened: asyncio.Future[None]) -> None:
+        assert self._loop is not None
+        try:
+            conn = self._connect()
+        except BaseException as exc:
+            self._loop.call_soon_threadsafe(_settle_one, opened, exc)
+            return
+        self._loop.call_soon_threadsafe(_settle_one, opened, None)
+        try:
+            while True:
+                with self._lock:
+                    while not self._pending and not self._stopping:
+                        self._wake.wait()
+                    batch, self._pending = self._pending, []
+                if not batch:
+                    return
+                outcome = _commit(conn, batch)
+                self._loop.call_soon_threadsafe(_settle_batch, batch, outcome)
+        except BaseException as exc:
+            # Nothing commits any more: refuse what waits and what comes, rather than hang them.
+            log.exception("the writer of accepted commands stopped")
+            with self._lock:
+                self._stopping = True
+                batch, self._pending = self._pending, []
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                self._loop.call_soon_threadsafe(_settle_batch, batch, dict.fromkeys(range(len(batch)), exc))
+            raise
+        finally:
+            conn.close()
+
+
+def _settle_one(future: asyncio.Future[None], exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)
+
+
+def _settle_batch(batch: list[_Write], outcome: dict[int, BaseException]) -> None:
+    for n, (_, _, _, future) in enumerate(batch):
+        _settle_one(future, outcome.get(n))
+
+
+def _commit(conn: sqlite3.Connection, batch: list[_Write]) -> dict[int, BaseException]:
+    """Commit the batch; the statements that failed, by their place in it."""
+    failed: dict[int, BaseException] = {}
+    try:
+        durable = any(write[2] for write in batch)
+        conn.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+        conn.execute("BEGIN IMMEDIATE")
+        start = 0
+        while start < len(batch):
+            end = start + 1
+            while end < len(batch) and batch[end][0] == batch[start][0]:
+                end += 1
+            failed |= _write_run(conn, batch, start, end)
+            start = end
+        conn.execute("COMMIT")
+    except Exception as exc:
+        log.exception("group commit of accepted commands failed")
+        with contextlib.suppress(Exception):
+            conn.execute("ROLLBACK")
+        return dict.fromkeys(range(len(batch)), exc)
+    return failed
+
+
+def _write_run(conn: sqlite3.Connection, batch: list[_Write], start: int, end: int) -> dict[int, BaseException]:
+    sql = batch[start][0]
+    conn.execute("SAVEPOINT run")
+    try:
+        conn.executemany(sql, [batch[n][1] for n in range(start, end)])
+        conn.execute("RELEASE run")
+        return {}
+    except sqlite3.IntegrityError:
+        conn.execute("ROLLBACK TO run")
+        conn.execute("RELEASE run")
+    failed: dict[int, BaseException] = {}
+    for n in range(start, end):
+        conn.execute("SAVEPOINT one")
+        try:
+            conn.execute(sql, batch[n][1])
+            conn.execute("RELEASE one")
+        except sqlite3.IntegrityError as exc:
+            conn.execute("ROLLBACK TO one")
+            conn.execute("RELEASE one")
+            failed[n] = exc
+    return failed
+
+
 class CommandStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
-        self._writer: GroupCommitter | None = None
+        self._writer: _GroupWriter | None = None
 
     async def open(self) -> None:
         self._conn = await open_read_write(self.path)
         await self._conn.executescript(SCHEMA)
-        self._writer = GroupCommitter(self._conn)
-        self._writer.start()
+        self._writer = _GroupWriter(self.path)
+        await self._writer.start()
 
     async def close(self) -> None:
         if self._writer is not None:
             await self._writer.stop()
+            self._writer = None
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -146,8 +315,9 @@ class CommandStore:
                     command.idem_scope, command.idem_key, command.request_hash, command.idem_expires,
                     None, None, None,
                 ),
+                durable=command.idem_key is not None,
             )  # fmt: skip
-        except aiosqlite.IntegrityError:
+        except sqlite3.IntegrityError:
             raise IdempotencyKeyTaken(command.idem_key or command.command_id) from None
 
     async def remember(self, command: AcceptedCommand) -> None:

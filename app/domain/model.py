@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any, TypeVar
 
 from app.domain.alerts import AlertState
 
@@ -18,6 +19,19 @@ REASON_MAX = 200
 # beyond a shop's needs and keep every figure exact in JSON numbers and SQLite integers.
 MAX_COMMAND_QUANTITY = 1_000_000_000
 MAX_LEVEL_QUANTITY = 1_000_000_000_000
+
+
+_Record = TypeVar("_Record")
+
+
+def evolve(record: _Record, **changes: Any) -> _Record:
+    """``dataclasses.replace`` for the frozen records of this module, without running their
+    ``__init__`` again: the listener makes several copies per event, and a frozen ``__init__``
+    (a guarded setattr per field, then ``__post_init__``) costs more than the rest of the
+    decision. Only for values that are valid already: nothing is checked or derived again."""
+    copied = object.__new__(type(record))
+    copied.__dict__.update(record.__dict__, **changes)
+    return copied
 
 
 class Reason(StrEnum):
@@ -338,7 +352,7 @@ def with_levels(item: Item, levels: tuple[StockLevel, ...], now: str, *, in_tran
         merged[level.location] = level
         quantity += level.quantity - before.quantity
         reserved += level.reserved - before.reserved
-    return replace(
+    return evolve(
         item,
         levels=merged,
         quantity=quantity,
@@ -351,7 +365,7 @@ def with_levels(item: Item, levels: tuple[StockLevel, ...], now: str, *, in_tran
 
 def moved(level: StockLevel, now: str, *, quantity: int = 0, reserved: int = 0) -> StockLevel:
     """The level after a change of ``quantity`` on hand and ``reserved`` held."""
-    return replace(
+    return evolve(
         level,
         quantity=level.quantity + quantity,
         reserved=level.reserved + reserved,
@@ -415,5 +429,5 @@ def count_stock(
         expected=level.quantity,
         note=note,
     )
-    new_level = replace(level, quantity=counted, version=level.version + 1, updated_at=now)
+    new_level = evolve(level, quantity=counted, version=level.version + 1, updated_at=now)
     return Applied(item=with_level(live, new_level, now), movements=(movement,))

@@ -10,7 +10,6 @@ reservation still open, so replaying the log decides every one of them the same 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from app.domain.model import (
@@ -23,6 +22,7 @@ from app.domain.model import (
     Rejected,
     Reservation,
     ReservationState,
+    evolve,
     live_item,
     moved,
     with_level,
@@ -51,7 +51,7 @@ def _moment(text: str) -> datetime:
 
 
 def _with_reservations(item: Item, *changed: Reservation) -> Item:
-    return replace(item, reservations={**item.reservations, **{r.id: r for r in changed}})
+    return evolve(item, reservations={**item.reservations, **{r.id: r for r in changed}})
 
 
 def reserve_stock(
@@ -153,9 +153,9 @@ def release_stock(
         left -= take
         remaining = reservation.quantity - take
         changed.append(
-            replace(reservation, quantity=remaining)
+            evolve(reservation, quantity=remaining)
             if remaining
-            else replace(reservation, quantity=0, state=ReservationState.RELEASED, closed_at=now)
+            else evolve(reservation, quantity=0, state=ReservationState.RELEASED, closed_at=now)
         )
     after = _with_reservations(with_level(live, moved(level, now, reserved=-quantity), now), *changed)
     return Applied(
@@ -177,7 +177,7 @@ def _open_reservation(item: Item, reservation_id: str) -> Reservation | Rejected
 def _close(item: Item, reservation: Reservation, state: ReservationState, now: str, *, sold: bool) -> Applied:
     units = reservation.quantity
     level = moved(item.level(reservation.location), now, quantity=-units if sold else 0, reserved=-units)
-    closed = replace(reservation, state=state, closed_at=now)
+    closed = evolve(reservation, state=state, closed_at=now)
     after = _with_reservations(with_level(item, level, now), closed)
     movement = Movement(
         reservation.location,

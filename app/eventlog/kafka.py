@@ -172,7 +172,12 @@ class KafkaEventLog:
 
         try:
             async with asyncio.timeout(self.publish_timeout):
-                await send_all()
+                if len(messages) == 1 and messages[0].topic not in SINGLE_PARTITION_TOPICS:
+                    # A command's one event: no batching to plan, no gathering of one future.
+                    m = messages[0]
+                    await (await producer.send(self.prefix + m.topic, m.value, key=m.key, headers=list(m.headers)))
+                else:
+                    await send_all()
         except (KafkaError, OSError, TimeoutError) as exc:
             self._discard(producer)
             raise LogUnavailable(f"Kafka did not acknowledge: {exc!r}") from None

@@ -7,12 +7,23 @@ writes the plan with version guards; the consumer loop decides about retries.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from app.domain.alerts import DEFAULT_THRESHOLD, AlertKind, initial_state, next_alert
 from app.domain.catalogue import BY_EVENT_TYPE, DecisionContext
 from app.domain.events import Event, EventType
-from app.domain.model import Applied, Decision, Item, Movement, Reason, Rejected, Reservation, StockLevel, Transfer
+from app.domain.model import (
+    Applied,
+    Decision,
+    Item,
+    Movement,
+    Reason,
+    Rejected,
+    Reservation,
+    StockLevel,
+    Transfer,
+    evolve,
+)
 from app.domain.records import HistoryRow as StoredHistoryRow
 from app.domain.records import ItemChange, OutcomeChange, ReservationView, StockAlert, TransferView
 from app.domain.views import level_view, reservation_view, summary_view, transfer_view
@@ -142,6 +153,9 @@ class Plan:
     parked: list[ParkedEvent] = field(default_factory=list)
     unparked: list[int] = field(default_factory=list)
     positions: dict[TopicPartition, int] = field(default_factory=dict)
+    # The items as loaded before the batch: the store writes only the stock columns of an item
+    # whose other columns the batch left alone (most changes move stock only).
+    loaded_items: dict[str, Item] = field(default_factory=dict)
 
     @property
     def touched_items(self) -> list[Item]:
@@ -174,13 +188,17 @@ class Plan:
         transfers: dict[str, list[TransferView]] = {}
         for transfer in self.transfers.values():
             transfers.setdefault(transfer.item_id, []).append(transfer_view(transfer))
+        seqs = reservation_seqs or {}
         reservations: dict[str, list[ReservationView]] = {}
+        # Grouped once here: looking them up per item would cost items x reservations.
+        item_seqs: dict[str, dict[str, int]] = {}
         for reservation in self.reservations.values():
             reservations.setdefault(reservation.item_id, []).append(reservation_view(reservation))
+            if reservation.id in seqs:
+                item_seqs.setdefault(reservation.item_id, {})[reservation.id] = seqs[reservation.id]
         history: dict[str, list[StoredHistoryRow]] = {}
         for offset, row in enumerate(self.history):
             history.setdefault(row.item_id, []).append(row.stored(first_history_id + offset, applied_at))
-        seqs = reservation_seqs or {}
         return [
             ItemChange(
                 item_id=item.id,
@@ -198,9 +216,7 @@ class Plan:
                 tombstone=summary_view(item) if item.deleted else None,
                 deleted_at=item.deleted_at,
                 level_alerts={level.location: (level.alert or "ok") for level in changed.get(item.id, [])},
-                reservation_seqs={
-                    r.id: seqs[r.id] for r in self.reservations.values() if r.item_id == item.id and r.id in seqs
-                },
+                reservation_seqs=item_seqs.get(item.id, {}),
             )
             for item in self.touched_items
         ]
@@ -244,7 +260,7 @@ class Planner:
         self._now_epoch = now_epoch
         self._orphan_wait = orphan_wait
         self._default_threshold = default_threshold
-        self.plan = Plan()
+        self.plan = Plan(loaded_items=loaded.items)
 
     # --- entry points -------------------------------------------------------------------
 
@@ -347,14 +363,14 @@ class Planner:
                 decision = next_alert(level.alert, level.available, threshold)
                 state, kind = decision.state, decision.alert
             if state is not level.alert:
-                decided.append(replace(level, alert=state))
+                decided.append(evolve(level, alert=state))
             if kind is not None:
                 self.plan.alerts.append(
                     AlertRow(item.id, item.sku, location, kind, level.available, threshold, event.command_id)
                 )
         if not decided:
             return item
-        return replace(item, levels={**item.levels, **{level.location: level for level in decided}})
+        return evolve(item, levels={**item.levels, **{level.location: level for level in decided}})
 
     def _history(
         self,

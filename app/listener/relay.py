@@ -22,7 +22,8 @@ from app.metrics import OUTBOX_BACKLOG
 
 log = logging.getLogger(__name__)
 
-PAGE = 500
+# Each page ends with a commit of its own (mark_sent): large pages keep those few in a backlog.
+PAGE = 2000
 IDLE_SECONDS = 1.0
 RESYNC_CHECK_SECONDS = 2.0
 
@@ -68,7 +69,7 @@ class OutboxRelay:
             OUTBOX_BACKLOG.set(len(rows) if len(rows) < PAGE else await self._store.unsent_count())
             if not rows:
                 return
-            changes: list[Change] = [decode_change(payload) for _, payload in rows]
+            changes: list[Change] = [self._store.take_written(seq) or decode_change(payload) for seq, payload in rows]
             await self._refresh_cache(changes)
             try:
                 await self._log.publish(

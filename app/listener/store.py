@@ -8,6 +8,7 @@ from fresh reads.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -39,6 +40,8 @@ from app.item_rows import (
 from app.listener.planner import Loaded, ParkedEvent, Plan
 from app.listener.schema import open_writer
 
+# At most this many committed change records wait in memory for the relay (see take_written).
+WRITTEN_KEPT = 50_000
 PUBLISHED_SEQ = "SELECT COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'published_seq'), 0)"
 
 
@@ -64,6 +67,17 @@ class Pruned:
     processed_events: int
 
 
+def _same_identity(before: Item, after: Item) -> bool:
+    """Whether a change left every column of the item row but its stock and version alone."""
+    return (
+        before.sku == after.sku
+        and before.name == after.name
+        and before.description == after.description
+        and before.deleted_at == after.deleted_at
+        and before.low_stock_threshold == after.low_stock_threshold
+    )
+
+
 def _ids(values: Iterable[str]) -> str:
     return json.dumps(sorted(set(values)))
 
@@ -74,6 +88,20 @@ class InventoryStore:
         # The default threshold, for the alert states of a file from before alerts (schema.py).
         self.low_stock_threshold = low_stock_threshold
         self._conn: aiosqlite.Connection | None = None
+        # The change records this process committed and the relay has not taken yet, by seq: it
+        # publishes them right after the commit, and taking them from here spares it decoding
+        # each payload back into the record it was encoded from. Bounded: past WRITTEN_KEPT (a
+        # relay held up) the relay decodes the stored payloads as after a restart.
+        self._written: dict[int, Change] = {}
+        # Held for each write transaction. The relay and the expiry publisher share the writer's
+        # connection, on which an open transaction's rows are visible: they take it, so they
+        # never read (and publish) changes that may still roll back, nor write into another
+        # task's transaction.
+        self._transaction_lock = asyncio.Lock()
+
+    def take_written(self, seq: int) -> Change | None:
+        """The change record committed as ``seq`` by this process, once; None if not kept."""
+        return self._written.pop(seq, None)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +121,11 @@ class InventoryStore:
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         async with self.conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
+
+    async def _committed(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """``_all`` for other tasks than the listener's: committed rows only."""
+        async with self._transaction_lock:
+            return await self._all(sql, params)
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -177,7 +210,7 @@ class InventoryStore:
     async def due_reservations(self, now: str, limit: int) -> list[tuple[str, str, str, str]]:
         """(reservation id, item id, location, expires_at) of open reservations due by ``now``, of
         live items, soonest first."""
-        rows = await self._all(
+        rows = await self._committed(
             "SELECT r.id, r.item_id, r.location, r.expires_at FROM reservations r JOIN items i ON i.id = r.item_id "
             "WHERE r.state = 'open' AND r.expires_at IS NOT NULL AND r.expires_at <= ? AND i.deleted_at IS NULL "
             "ORDER BY r.expires_at LIMIT ?",
@@ -186,19 +219,22 @@ class InventoryStore:
         return [(a, b, c, d) for a, b, c, d in rows]
 
     async def unsent_changes(self, limit: int) -> list[tuple[int, str]]:
-        rows = await self._all(
+        rows = await self._committed(
             f"SELECT seq, payload FROM changes WHERE seq > ({PUBLISHED_SEQ}) ORDER BY seq LIMIT ?", (limit,)
         )
         return [(seq, payload) for seq, payload in rows]
 
     async def changes_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
-        rows = await self._all("SELECT seq, payload FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
+        rows = await self._committed(
+            "SELECT seq, payload FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        )
         return [(s, payload) for s, payload in rows]
 
     async def items_page(self, after_id: str, limit: int) -> list[Item]:
         """Items in id order (deleted ones too, as tombstones), for a full refresh of the cache."""
-        rows = await self._all("SELECT id FROM items WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
-        items = await self.all_levels([row[0] for row in rows])
+        async with self._transaction_lock:
+            rows = await self._all("SELECT id FROM items WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+            items = await self.all_levels([row[0] for row in rows])
         return [items[row[0]] for row in rows]
 
     async def last_seq(self) -> int:
@@ -206,7 +242,7 @@ class InventoryStore:
         return int(rows[0][0])
 
     async def unsent_count(self) -> int:
-        rows = await self._all(f"SELECT COUNT(*) FROM changes WHERE seq > ({PUBLISHED_SEQ})")
+        rows = await self._committed(f"SELECT COUNT(*) FROM changes WHERE seq > ({PUBLISHED_SEQ})")
         return int(rows[0][0])
 
     # --- writes --------------------------------------------------------------------------
@@ -215,14 +251,15 @@ class InventoryStore:
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction: committed if the block ends normally, rolled back otherwise."""
         conn = self.conn
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            await conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-            raise
+        async with self._transaction_lock:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                await conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                raise
 
     async def prune(
         self, *, changes_before: str, processed_before: int, limit: int, keep_after: int | None = None
@@ -253,12 +290,17 @@ class InventoryStore:
         return Pruned(changes=changes.rowcount, processed_events=processed.rowcount)
 
     async def mark_sent(self, up_to_seq: int) -> None:
-        await self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('published_seq', ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value "
-            "WHERE CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER)",
-            (str(up_to_seq),),
-        )
+        if len(self._written) > WRITTEN_KEPT // 2:
+            # Records the relay never took (it decoded them from the table, as after a restart)
+            # must not fill the room.
+            self._written = {seq: change for seq, change in self._written.items() if seq > up_to_seq}
+        async with self._transaction_lock:
+            await self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('published_seq', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value "
+                "WHERE CAST(value AS INTEGER) < CAST(excluded.value AS INTEGER)",
+                (str(up_to_seq),),
+            )
 
     async def write(
         self,
@@ -326,6 +368,7 @@ class InventoryStore:
                     "INSERT INTO changes (kind, item_id, payload, created_at) VALUES (?, ?, ?, ?)",
                     [(c.kind, c.item_id, encode_text(c), now) for c in changes],
                 )
+                first_seq = await self._first_id("changes", len(changes))
                 await conn.executemany(
                     'INSERT OR IGNORE INTO dead_letters (topic, partition, "offset", key, value, headers, error, '
                     "attempts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -348,6 +391,9 @@ class InventoryStore:
                 )
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"unique key taken meanwhile: {exc}") from None
+        # Only once committed: a rolled-back batch's numbers are taken again by the next one.
+        if changes and len(self._written) + len(changes) <= WRITTEN_KEPT:
+            self._written.update(zip(range(first_seq, first_seq + len(changes)), changes, strict=True))
 
     async def _guard_positions(self, expected: dict[TopicPartition, int | None]) -> None:
         """Positions must be what the batch was planned against, or another writer got there first."""
@@ -362,23 +408,31 @@ class InventoryStore:
         conn = self.conn
         # Changed rows first: a delete frees its SKU (the live-SKU index), which an item created
         # in the same batch may take.
-        updates = [
-            (
-                i.sku,
-                i.name,
-                i.description,
-                i.version,
-                i.updated_at,
-                i.deleted_at,
-                i.low_stock_threshold,
-                i.quantity,
-                i.reserved,
-                i.in_transit,
-                i.id,
-                base,
+        updates = []
+        stock_updates = []
+        for i, base in plan.changed_items.values():
+            loaded = plan.loaded_items.get(i.id)
+            if loaded is not None and _same_identity(loaded, i):
+                # Naming only the stock columns spares SQLite the SKU and name indexes and the
+                # search trigger, which an UPDATE maintains for every column it names.
+                stock_updates.append((i.version, i.updated_at, i.quantity, i.reserved, i.in_transit, i.id, base))
+                continue
+            updates.append(
+                (
+                    i.sku,
+                    i.name,
+                    i.description,
+                    i.version,
+                    i.updated_at,
+                    i.deleted_at,
+                    i.low_stock_threshold,
+                    i.quantity,
+                    i.reserved,
+                    i.in_transit,
+                    i.id,
+                    base,
+                )
             )
-            for i, base in plan.changed_items.values()
-        ]
         if updates:
             cursor = await conn.executemany(
                 "UPDATE items SET sku = ?, name = ?, description = ?, version = ?, updated_at = ?, deleted_at = ?, "
@@ -386,6 +440,14 @@ class InventoryStore:
                 updates,
             )
             if cursor.rowcount != len(updates):
+                raise Conflict("an item's version moved on since it was read")
+        if stock_updates:
+            cursor = await conn.executemany(
+                "UPDATE items SET version = ?, updated_at = ?, quantity = ?, reserved = ?, in_transit = ? "
+                "WHERE id = ? AND version = ?",
+                stock_updates,
+            )
+            if cursor.rowcount != len(stock_updates):
                 raise Conflict("an item's version moved on since it was read")
         await conn.executemany(
             f"INSERT INTO items ({ITEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
