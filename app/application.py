@@ -42,6 +42,7 @@ from app.queries.audit import AuditController, audit_csv
 from app.queries.controllers import ItemQueryController
 from app.queries.exports import ExportController
 from app.queries.freshness import with_sequence
+from app.queries.hot_reads import with_hot_reads
 from app.queries.low_stock import LowStockController
 from app.queries.store_day import StoreDayController
 from app.queries.stream import ChangeStream, stream_changes
@@ -241,4 +242,10 @@ def asgi(container: Container) -> ASGIApp:
         app = with_sequence(app, lambda: replica.watermark, replica.wait_for, settings.min_seq_wait_seconds)
     elif feed is not None:
         app = with_sequence(app, lambda: feed.last_seq, feed.wait_for, settings.min_seq_wait_seconds)
-    return with_security_headers(app, settings)
+    app = with_security_headers(app, settings)
+    # --- hot reads: the stock of one item and the list, from answers held in this process
+    # (outermost: a held answer carries the headers the application gave it). Their sequence is
+    # the feed's, also on a node: it moves only once the held answers it ends are dropped.
+    if container.answers is not None and feed is not None:
+        app = with_hot_reads(app, container.answers, container.tokens, lambda: feed.last_seq)
+    return app

@@ -40,6 +40,7 @@ from app.imports.store import ImportStore, remote_import_store
 from app.listener.relay import OutboxRelay
 from app.listener.service import Listener, Retention, RetryPolicy
 from app.listener.store import InventoryStore
+from app.queries.answer_cache import AnswerCache
 from app.queries.feed import ChangeFeed
 from app.queries.service import FreshnessFloor, QueryService
 from app.reader import InventoryReader, ReadModelUnavailable
@@ -98,6 +99,8 @@ class Container:
     relay: OutboxRelay | None = None
     listener: Listener | None = None
     queries: QueryService | None = None
+    # Hot API answers held in this process (app/queries/hot_reads.py); with the query role.
+    answers: AnswerCache | None = None
     feed: ChangeFeed | None = None
     replayer: DeadLetterReplayer | None = None
     # Webhooks: every role serves the admin API (webhooks.db is shared, like users.db); the
@@ -423,6 +426,9 @@ def build_container(settings: Settings, role: ServiceRole) -> Container:
     if "query" in has:
         floor = FreshnessFloor()
         container.queries = QueryService(reader, cache, floor)
+        if settings.hot_reads_bytes:
+            container.answers = AnswerCache(settings.hot_reads_bytes)
+            floor.watch(container.answers.forget)
         # In role all the relay fills the shared in-process cache itself; a query process of its
         # own keeps its in-process cache current from the feed.
         feeds_cache = not settings.redis_url and role != "all"

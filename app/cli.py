@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import socket
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,7 +36,35 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
-def serve(role: ServiceRole, host: str, port: int | None, shared_port: int | None = None) -> None:
+# Roles that may run as several processes behind one address (app/ops/workers.py).
+WORKER_ROLES = ("query",)
+
+
+def serve(role: ServiceRole, host: str, port: int | None, shared_port: int | None = None, workers: int = 1) -> None:
+    if workers > 1:
+        from app.ops.devstack import listening_socket
+        from app.ops.workers import supervise
+
+        settings = _settings()
+        if settings.listener_url:
+            # A node's replica is a file of its own: two workers would write one.
+            raise SystemExit(_fail("--workers is not for a node (INVENTORY_LISTENER_URL): run more nodes", 2))
+        configure_logging(settings.log_level, role)
+        secure_data_dir(settings.data_dir)
+        address = port or PORTS[role]
+        print(f"inventory {role} serving on http://{host}:{address}, {workers} workers", file=sys.stderr, flush=True)
+
+        def serve_one(_: int) -> None:
+            # Each worker binds the address itself (SO_REUSEPORT): a queue of connections each.
+            _serve_on(role, host, address, [listening_socket(host, address, shared=True)])
+
+        raise SystemExit(supervise(workers, serve_one))
+    _serve_on(role, host, port or PORTS[role], None, shared_port)
+
+
+def _serve_on(
+    role: ServiceRole, host: str, port: int, sockets: list[socket.socket] | None, shared_port: int | None = None
+) -> None:
     import uvicorn
 
     from app.application import asgi
@@ -48,7 +77,7 @@ def serve(role: ServiceRole, host: str, port: int | None, shared_port: int | Non
     config = uvicorn.Config(
         app,
         host=host,
-        port=port or PORTS[role],
+        port=port,
         log_level=settings.log_level.lower(),
         access_log=False,
         # Open event streams must not hold a stop hostage.
@@ -57,14 +86,17 @@ def serve(role: ServiceRole, host: str, port: int | None, shared_port: int | Non
         # Request limits and timeouts while reading, and which proxies' X-Forwarded-For count.
         **server_options(settings),
     )
-    print(f"inventory {role} serving on http://{host}:{port or PORTS[role]}", file=sys.stderr, flush=True)
+    if sockets is not None:
+        uvicorn.Server(config).run(sockets=sockets)
+        return
+    print(f"inventory {role} serving on http://{host}:{port}", file=sys.stderr, flush=True)
     # --- scale-out: several processes behind one address (SO_REUSEPORT, docs/scaling.md). The
     # sockets are made here because uvicorn binds without SO_REUSEPORT; the own port stays
     # exclusive, so one node can still be reached directly.
     if shared_port is not None:
         from app.ops.devstack import listening_socket
 
-        sockets = [listening_socket(host, port or PORTS[role]), listening_socket(host, shared_port, shared=True)]
+        sockets = [listening_socket(host, port), listening_socket(host, shared_port, shared=True)]
         print(f"inventory {role} also serving on http://{host}:{shared_port} (shared)", file=sys.stderr, flush=True)
         uvicorn.Server(config).run(sockets=sockets)
         return
@@ -347,6 +379,12 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="also listen here, shared with other processes (SO_REUSEPORT): several nodes behind one address",
     )
+    serve_cmd.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help=f"processes serving the role's address (roles: {', '.join(WORKER_ROLES)}); default 1",
+    )
 
     users = commands.add_parser("users", help="manage users")
     user_commands = users.add_subparsers(dest="users_command", required=True)
@@ -427,7 +465,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     private_umask()  # every file and directory this command creates is private (app/filemodes.py)
     if args.command == "serve":
-        serve(args.role, args.host, args.port, args.shared_port)
+        if args.workers < 1 or (args.workers > 1 and args.role not in WORKER_ROLES):
+            return _fail(f"--workers above 1 is for the roles {', '.join(WORKER_ROLES)} (a positive number)", 2)
+        if args.workers > 1 and args.shared_port is not None:
+            return _fail("--workers and --shared-port do not go together: the workers share --port already", 2)
+        serve(args.role, args.host, args.port, args.shared_port, args.workers)
         return 0
     if args.command == "dev":
         return _dev(args)

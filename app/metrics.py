@@ -37,6 +37,8 @@ APPLY_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 CACHE_LOOKUPS = Counter("inventory_cache_lookups_total", "Read-cache lookups", ["result"])
+# Hot API reads answered from this process's held answers (app/queries/answer_cache.py).
+HOT_READS = Counter("inventory_hot_reads_total", "Hot API reads: held answer used (hit) or not (miss)", ["result"])
 SSE_CLIENTS = Gauge("inventory_sse_clients", "Connected server-sent-event clients")
 SSE_REFILLS = Counter(
     "inventory_sse_refills_total", "Times a subscriber fell behind, lost queued changes and took them from the outbox"

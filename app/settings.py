@@ -61,6 +61,8 @@ class Settings:
     sse_backlog: int = 2000
     # Live streams (API and pages together) one user may hold open on one process.
     max_streams_per_user: int = 20
+    # Bytes of hot API answers each query process holds (app/queries/answer_cache.py); 0: none.
+    hot_reads_bytes: int = 32 * 1024 * 1024
     # How long the outbox keeps changes for SSE clients resuming with Last-Event-ID.
     changes_retention_seconds: int = 24 * 3600
     # How long applied event ids are kept to drop duplicates; client retries must come within it.
@@ -307,6 +309,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         sse_backlog=_parsed(env, "INVENTORY_SSE_BACKLOG", _positive_int, 2000, "a positive integer"),
         max_streams_per_user=_parsed(env, "INVENTORY_MAX_STREAMS_PER_USER", _positive_int, 20, "a positive integer"),
+        hot_reads_bytes=_parsed(env, "INVENTORY_HOT_READS_MB", _at_least(0), 32, "a whole number of MiB (0: none)")
+        * 1024
+        * 1024,
         changes_retention_seconds=_parsed(
             env, "INVENTORY_CHANGES_RETENTION", _positive_int, 24 * 3600, "a positive number of seconds"
         ),

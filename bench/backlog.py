@@ -8,6 +8,7 @@ release 1: every one of them is applied, none is parked (the items exist already
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +37,20 @@ def backlog(items: Sequence[str], count: int) -> tuple[list[Message], list[str]]
         messages.append(builders.message(event))
         command_ids.append(event.command_id)
     return messages, command_ids
+
+
+def creates(count: int, prefix: str) -> tuple[list[Message], list[str], list[str]]:
+    """``count`` item creates (quantity 10 at MAIN); the messages, command ids and item ids."""
+    messages: list[Message] = []
+    command_ids: list[str] = []
+    item_ids: list[str] = []
+    for index in range(count):
+        item_id = str(uuid.uuid4())
+        event = builders.create(item_id, f"{prefix}-{index:06d}", 10)
+        messages.append(builders.message(event))
+        command_ids.append(event.command_id)
+        item_ids.append(item_id)
+    return messages, command_ids, item_ids
 
 
 async def produce(event_log: EventLog, messages: Sequence[Message]) -> float:

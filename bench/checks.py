@@ -181,3 +181,12 @@ UNBALANCED_SQL = (
 def unbalanced_items(conn: sqlite3.Connection) -> int:
     """Items and levels whose kept figures disagree with the records they sum up."""
     return scalar(conn, UNBALANCED_SQL)
+
+
+def item_count(data_dir: Path) -> int:
+    """Live items in the read model."""
+    conn = read_only(data_dir / "inventory.db")
+    try:
+        return scalar(conn, "SELECT COUNT(*) FROM items WHERE deleted_at IS NULL")
+    finally:
+        conn.close()

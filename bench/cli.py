@@ -43,6 +43,18 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, required=True, help="where to write the JSON result")
     run.add_argument("--work-dir", type=Path, help="for the started stack (default: a new temporary directory)")
     run.add_argument("--keep", action="store_true", help="keep the work directory (data, logs) afterwards")
+    run.add_argument(
+        "--query-workers",
+        type=int,
+        default=2,
+        help="kafka mode: processes of the query role (inventory serve --workers); default 2, one per core",
+    )
+    run.add_argument(
+        "--client",
+        choices=("hey", "python"),
+        default="hey",
+        help="HTTP load for the 'versus' section: hey (compiled, installed with go install; default) or python",
+    )
     target = run.add_argument_group("a stack that runs already")
     target.add_argument(
         "--target",
@@ -199,8 +211,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="inventory-bench-"))
         work_dir.mkdir(parents=True, exist_ok=True)
-        stack = EmbeddedStack(work_dir) if args.mode == "embedded" else KafkaStack(work_dir)
-    harness = Harness(stack, size, only)
+        stack = EmbeddedStack(work_dir) if args.mode == "embedded" else KafkaStack(work_dir, args.query_workers)
+    harness = Harness(stack, size, only, client=args.client)
     problem: str | None = None
     try:
         log(f"starting the {args.mode} stack" + (f" in {work_dir}" if work_dir else ""))
@@ -222,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
             "machine": machine.describe(args.mode),
             "run": {
                 "mode": args.mode,
+                "query_workers": args.query_workers if args.mode == "kafka" and not args.target else None,
+                "client": args.client,
                 "size": size.name,
                 "stack": "target" if args.target else "started",
                 "started_at": started_at,

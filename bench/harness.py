@@ -27,6 +27,7 @@ from functools import partial
 from typing import Any
 
 from bench import api, backlog, checks
+from bench.compiled import Generator, find_hey
 from bench.loadgen import (
     ITEMS_PATH,
     CommandLoad,
@@ -41,12 +42,13 @@ from bench.loadgen import (
     run_async,
     run_in_process,
 )
-from bench.procs import cpu_spent_since, host_busy_seconds, other_cpu_seconds
+from bench.procs import cpu_spent_since, current_rss_kib, host_busy_seconds, other_cpu_seconds, process_tree
 from bench.sizes import Size
 from bench.stack import Stack, http_json
 from bench.stats import summarize
+from bench.versus import VERSUS_ROWS
 
-SECTIONS = ("commands", "freshness", "reads", "fanout", "catch_up", "store_day")
+SECTIONS = ("memory", "versus", "commands", "freshness", "reads", "fanout", "catch_up", "store_day")
 # A store's day on the bench items: each round ships, receives short, moves, counts, reserves
 # (one to expire, one to commit, one to cancel), all checked by the correctness section.
 STORE_DAY_CLIENTS = 16
@@ -68,8 +70,9 @@ def log(message: str) -> None:
 
 
 class Harness:
-    def __init__(self, stack: Stack, size: Size, only: set[str]) -> None:
+    def __init__(self, stack: Stack, size: Size, only: set[str], client: str = "hey") -> None:
         self.stack = stack
+        self.client = client
         self.size = size
         self.only = only
         self.tokens: dict[str, str] = {}
@@ -237,6 +240,84 @@ class Harness:
             "seconds": round(seconds, 2),
             "creates_applied_per_s": round(total / seconds, 1),
         }
+
+    # --- memory with a real catalogue -------------------------------------------------------
+
+    def memory(self) -> Result:
+        """Each role's resident memory once the catalogue holds ``memory_items`` more items, every
+        one applied and read once (so caches and the query processes' held answers are filled as
+        a day of reads fills them). Measured first, before the live streams of the fan-out."""
+        stack = self.stack
+        if not stack.started or stack.data_dir is None:
+            return {"skipped": "needs a stack the harness started (it writes into its command topics)"}
+        count = self.size.memory_items
+        messages, command_ids, item_ids = backlog.creates(count, f"MEM{secrets.token_hex(3).upper()}")
+        if stack.mode == "kafka":
+            assert stack.kafka_bootstrap is not None
+            event_log = backlog.kafka_log(stack.kafka_bootstrap, stack.topic_prefix)
+        else:
+            return {"skipped": "the embedded log's file is the running process's own"}
+        run_async(backlog.produce(event_log, messages))
+        self.accepted.update(command_ids)
+        applied_in = self.drain()
+        load = ReadLoad(
+            stack.query_url, self.tokens["viewer"], [f"{ITEMS_PATH}/{item}/stock" for item in item_ids],
+            self.size.read_clients, 0, False, pids=self._pids(),
+        )  # fmt: skip
+        reads = self._measure(partial(run_in_process, read_load, load, 900))
+        items_total = checks.item_count(stack.data_dir)
+        rss = {
+            process.name: round(max(current_rss_kib(pid) or 0 for pid in process_tree(process.pid)) / 1024, 1)
+            for process in stack.watched
+            if process.pid is not None
+        }
+        log(f"  {items_total} items; RSS MiB: " + ", ".join(f"{name} {mib}" for name, mib in rss.items()))
+        return {
+            "items": items_total,
+            "created": count,
+            "applied_seconds": applied_in,
+            "read_once_per_s": reads.get("requests_per_s"),
+            "rss_mib": rss,
+            "note": "VmRSS of each role's largest process (a query worker counts alone) after every item was read once",
+        }
+
+    # --- 0. side by side with the Go prototypes (a compiled client) ------------------------
+
+    def versus(self) -> Result:
+        """The Go prototypes' table, measured the same way: one URL per workload, closed loop,
+        ``hey`` (or the Python generator with ``--client python``)."""
+        binary, how = find_hey(install=True) if self.client == "hey" else (None, "asked for --client python")
+        generator = Generator(binary, how)
+        log(f"  load generator: {generator.name} ({how})")
+        item = self.items[0]
+        rows: list[Result] = []
+        for row in VERSUS_ROWS:
+            url = self.stack.query_url if row.service == "query" else self.stack.command_url
+            token = self.tokens["viewer" if row.service == "query" else "clerk"]
+            body = json.dumps(row.body).encode() if row.body is not None else None
+            result = self._measure(
+                partial(
+                    generator.measure,
+                    url,
+                    token,
+                    row.path.format(item=item),
+                    row.clients,
+                    self.size.versus_seconds,
+                    row.ok,
+                    body,
+                    self.size.versus_seconds / 5,
+                )
+            )
+            result.update(row.describe())
+            result["target_met"] = row.met(result)
+            log(
+                f"  {row.name:<28} {result['per_s']:>9} /s, p50 {result['latency'].get('p50_ms')} ms, "
+                f"p99 {result['latency'].get('p99_ms')} ms  (target {'met' if result['target_met'] else 'missed'})"
+            )
+            rows.append(result)
+            if row.service == "command":
+                self.drain()
+        return {"client": generator.name, "client_found": how, "rows": rows}
 
     # --- 1. commands --------------------------------------------------------------------
 

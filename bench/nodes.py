@@ -44,7 +44,7 @@ from typing import Any
 
 from bench import api, machine
 from bench.bulk import fill_levels
-from bench.growth import Generator, find_hey
+from bench.compiled import Generator, find_hey
 from bench.httpclient import ConnectionPool, Endpoint, HttpError, encode_request, open_stream
 from bench.loadgen import (
     ITEMS_PATH,

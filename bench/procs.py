@@ -28,6 +28,23 @@ def peak_rss_kib(pid: int) -> int | None:
     return None
 
 
+def current_rss_kib(pid: int) -> int | None:
+    """The process's resident set size now (VmRSS) in KiB, None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its direct children (a supervisor's workers)."""
+    return [pid, *children(pid)]
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User plus system CPU time the process has used so far, None if it is gone."""
     try:
@@ -37,6 +54,15 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     # After the command name: state is field 3, utime 14 and stime 15 (1-based, man 5 proc).
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def children(pid: int) -> list[int]:
+    """The process's direct children (the workers of ``inventory serve --workers N``)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as listed:
+            return [int(child) for child in listed.read().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def host_busy_seconds() -> float:
@@ -115,18 +141,23 @@ class Watched:
     cpu_of_earlier: float = 0.0  # CPU of instances that already exited
 
     def sample(self) -> None:
+        # With workers (``inventory serve --workers N``) the peak of the largest process.
         if self.pid is not None:
-            self.peak_kib = max(self.peak_kib, peak_rss_kib(self.pid) or 0)
+            for pid in (self.pid, *children(self.pid)):
+                self.peak_kib = max(self.peak_kib, peak_rss_kib(pid) or 0)
 
     def cpu(self) -> float:
-        current = cpu_seconds(self.pid) if self.pid is not None else None
-        return self.cpu_of_earlier + (current or 0.0)
+        if self.pid is None:
+            return self.cpu_of_earlier
+        # A supervisor's workers are its children: their CPU is the role's.
+        used = sum(cpu_seconds(pid) or 0.0 for pid in (self.pid, *children(self.pid)))
+        return self.cpu_of_earlier + used
 
     def retire(self) -> None:
         """Call just before the process exits: keep its figures."""
         if self.pid is not None:
             self.sample()
-            self.cpu_of_earlier += cpu_seconds(self.pid) or 0.0
+            self.cpu_of_earlier = self.cpu()
             self.pid = None
 
 

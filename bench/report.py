@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bench.versus import targets
+
 Result = dict[str, Any]
 
 FRESHNESS_HEADERS = (
@@ -68,6 +70,43 @@ def render(result: Result) -> str:
         f"Python {machine.get('python')}, kernel {machine.get('kernel')}",
         "",
     ]
+
+    versus = sections.get("versus")
+    if versus is not None:
+        out.append(
+            _skipped(versus)
+            or table(
+                f"0. Side by side with the Go prototypes ({versus.get('client')}; one URL per row; ms)",
+                ["workload", "/s", "p50", "p99", "non-2xx", "Go /s", "Go p99", "target", "client CPU", "busiest"],
+                [
+                    [
+                        row["name"],
+                        row["per_s"],
+                        _ms(row["latency"], "p50_ms"),
+                        _ms(row["latency"], "p99_ms"),
+                        sum(row["other_statuses"].values()),
+                        row["go"]["per_s"] or "-",
+                        row["go"]["p99_ms"] or "-",
+                        "met" if row["target_met"] else "MISSED",
+                        f"{row['client_cpu_percent']:.0f}%" if row.get("client_cpu_percent") is not None else "-",
+                        _busiest(row.get("server_cpu", {})),
+                    ]
+                    for row in versus.get("rows", [])
+                ],
+            )
+        )
+        out.append("")
+
+    memory = sections.get("memory")
+    if memory is not None and "rss_mib" in memory:
+        out.append(
+            table(
+                f"Memory with {memory['items']:,} items, each read once (VmRSS MiB; a query worker alone)",
+                list(memory["rss_mib"]),
+                [list(memory["rss_mib"].values())],
+            )
+        )
+        out.append("")
 
     commands = sections.get("commands", {})
     out.append(
@@ -270,6 +309,16 @@ def render(result: Result) -> str:
             ],
         )
     )
+    found = targets(sections)
+    if found:
+        out.append("")
+        out.append(
+            table(
+                "Targets",
+                ["target", "figure", "met"],
+                [[t["target"], t["figure"], "yes" if t["met"] else "NO"] for t in found],
+            )
+        )
     return "\n".join(out)
 
 

@@ -13,6 +13,11 @@ class Size:
     items: int
     # More items that nobody reads before the cold-cache read test.
     cold_items: int
+    # Memory: items created (straight into the command topics) and read once before each role's
+    # resident memory is read.
+    memory_items: int
+    # 0. Side by side with the Go prototypes: each row (one URL, hey) for this long.
+    versus_seconds: float
     # 1. Commands: closed loop, one coroutine per client, for this long per level.
     command_clients: tuple[int, ...]
     command_seconds: float
@@ -38,6 +43,8 @@ class Size:
 
 SMALL = Size(
     name="small",
+    memory_items=300,
+    versus_seconds=0.5,
     items=40,
     cold_items=40,
     command_clients=(1, 16, 64, 256),
@@ -57,12 +64,14 @@ SMALL = Size(
 
 FULL = Size(
     name="full",
+    memory_items=100_000,
+    versus_seconds=10.0,
     items=5_000,
     cold_items=2_000,
     command_clients=(1, 16, 64, 256),
     command_seconds=10.0,
     backlog_events=100_000,
-    freshness_rates=(100, 500, 2_000),
+    freshness_rates=(100, 1_000, 2_000),
     freshness_seconds=10.0,
     freshness_get_samples_per_second=25.0,
     freshness_poll_seconds=0.005,

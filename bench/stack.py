@@ -87,9 +87,12 @@ def _listener_ready(url: str) -> bool:
 class Service(ManagedProcess):
     """One role of the application as a process of its own."""
 
-    def __init__(self, role: str, port: int, env: dict[str, str], logs: Path) -> None:
+    def __init__(self, role: str, port: int, env: dict[str, str], logs: Path, workers: int = 1) -> None:
         argv = [sys.executable, "-m", "app.cli", "serve", "--role", role, "--port", str(port)]
+        if workers > 1:
+            argv += ["--workers", str(workers)]
         super().__init__(role, argv, env, logs / f"{role}.log", REPO)
+        self.workers = workers
         self.role = role
         self.port = port
 
@@ -318,8 +321,9 @@ class EmbeddedStack(StartedStack):
 class KafkaStack(StartedStack):
     """A broker, a redis-server, and the command, listener and query roles as processes."""
 
-    def __init__(self, work_dir: Path) -> None:
+    def __init__(self, work_dir: Path, query_workers: int = 1) -> None:
         super().__init__("kafka", work_dir)
+        self.query_workers = query_workers
         self.broker = Broker(free_port(pair=True), work_dir / "kafka")
         self.redis = RedisProcess(free_port(), work_dir / "redis", self.logs)
         self.kafka_bootstrap = self.broker.bootstrap
@@ -333,7 +337,8 @@ class KafkaStack(StartedStack):
             }
         )
         self.services = {
-            role: Service(role, free_port(), self.env, self.logs) for role in ("listener", "command", "query")
+            role: Service(role, free_port(), self.env, self.logs, query_workers if role == "query" else 1)
+            for role in ("listener", "command", "query")
         }
         self.command_url = self.services["command"].url
         self.query_url = self.services["query"].url

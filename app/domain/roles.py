@@ -14,7 +14,11 @@ class Role(StrEnum):
 
     @property
     def rank(self) -> int:
-        return list(Role).index(self)
+        # Every guard asks: a lookup, not a walk over the members.
+        return _RANKS[self]
 
     def includes(self, other: Role) -> bool:
         return self.rank >= other.rank
+
+
+_RANKS = {role: rank for rank, role in enumerate(Role)}

@@ -6,8 +6,9 @@ it into events as the correlation id, and the app-level ``before_send`` hook ech
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
-import uuid
 from typing import Any
 
 from litestar.datastructures import MutableScopeHeaders
@@ -16,6 +17,24 @@ from litestar.types import Message, Scope
 from app.logs import command_id_var, request_id_var
 
 ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:@=+/-]{1,128}$")
+# Ids made here: a random prefix per process and a counter, as long as a uuid4's hex and as
+# unique, for a fraction of its cost (a uuid4 was up to a tenth of a hot request's CPU). They
+# name a request in the logs; nothing secret hangs on them.
+_PREFIX = os.urandom(10).hex()
+_COUNTER = itertools.count()
+
+
+def new_request_id() -> str:
+    return f"{_PREFIX}{next(_COUNTER):012x}"
+
+
+def _reseed_after_fork() -> None:
+    global _PREFIX
+    _PREFIX = os.urandom(10).hex()
+
+
+# A worker forked from a supervisor (app/ops/workers.py) must not repeat its siblings' ids.
+os.register_at_fork(after_in_child=_reseed_after_fork)
 
 
 def _settle(scope: Scope | dict[str, Any]) -> dict[str, Any]:
@@ -27,7 +46,7 @@ def _settle(scope: Scope | dict[str, Any]) -> dict[str, Any]:
                 sent = value.decode("latin-1")
                 break
         from_client = sent is not None and bool(ACCEPTABLE.match(sent))
-        state["request_id"] = sent if from_client else uuid.uuid4().hex
+        state["request_id"] = sent if from_client else new_request_id()
         state["request_id_from_client"] = from_client
     return state
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
@@ -90,12 +90,19 @@ class FreshnessFloor:
     def __init__(self, max_items: int = 200_000) -> None:
         self._versions: OrderedDict[str, int] = OrderedDict()
         self._max = max_items
+        # Told of every item a newer version is known of (the held answers, app/queries/answer_cache.py).
+        self._watchers: list[Callable[[str], None]] = []
         track_size("freshness_floor", max_items, lambda: len(self._versions))
+
+    def watch(self, newer: Callable[[str], None]) -> None:
+        self._watchers.append(newer)
 
     def raise_to(self, item_id: str, version: int) -> None:
         if self._versions.get(item_id, -1) < version:
             self._versions[item_id] = version
             self._versions.move_to_end(item_id)
+            for newer in self._watchers:
+                newer(item_id)
             if len(self._versions) > self._max:
                 self._versions.popitem(last=False)
 

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from bench.versus import targets as versus_targets
+
 REPO = Path(__file__).resolve().parents[2]
-SECTIONS = ("setup", "commands", "catch_up", "freshness", "reads", "fanout", "resources", "correctness")
+SECTIONS = ("setup", "versus", "commands", "catch_up", "freshness", "reads", "fanout", "resources", "correctness")
 
 
 def run_bench(mode: str, tmp_path: Path) -> dict[str, Any]:
@@ -47,6 +49,13 @@ def check_result(data: dict[str, Any], mode: str) -> None:
         assert "error" not in sections[name], f"section {name} failed: {sections[name].get('error')}"
         assert "skipped" not in sections[name], f"section {name} skipped: {sections[name]['skipped']}"
 
+    versus = sections["versus"]
+    assert versus["client"] == "hey", versus["client_found"]  # the compiled client is the default
+    assert [row["name"] for row in versus["rows"]] == [
+        "GET stock of one item, 64", "GET list page, 64", "reserve, 1", "reserve, 4", "reserve, 64",
+    ]  # fmt: skip
+    assert all(row["requests"] > 0 and not row["other_statuses"] for row in versus["rows"])
+    assert {t["target"] for t in versus_targets(sections)} >= {row["name"] for row in versus["rows"]}
     assert [level["clients"] for level in sections["commands"]["levels"]] == [1, 16, 64, 256]
     assert all(level["accepted"] > 0 for level in sections["commands"]["levels"])
     assert sections["catch_up"]["events"] > 0

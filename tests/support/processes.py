@@ -15,8 +15,11 @@ from tests.support.services import REPO, free_port
 
 
 class ServiceProcess:
-    def __init__(self, role: str, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self, role: str, env: dict[str, str], log_path: Path, port: int | None = None, workers: int = 1
+    ) -> None:
         self.role = role
+        self.workers = workers
         self.env = env
         self.port = port or free_port()
         self.log_path = log_path
@@ -28,8 +31,9 @@ class ServiceProcess:
 
     def start(self, *, wait: bool = True) -> ServiceProcess:
         log = self.log_path.open("ab")
+        workers = ["--workers", str(self.workers)] if self.workers > 1 else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--role", self.role, "--port", str(self.port)],
+            [sys.executable, "-m", "app.cli", "serve", "--role", self.role, "--port", str(self.port), *workers],
             env={**os.environ, **self.env},
             cwd=REPO,
             stdout=log,

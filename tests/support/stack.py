@@ -44,7 +44,7 @@ class Stack:
 
 @contextmanager
 def split_stack(
-    kafka_bootstrap: str, redis_url: str | None, data_dir: Path, logs: Path, **extra: str
+    kafka_bootstrap: str, redis_url: str | None, data_dir: Path, logs: Path, query_workers: int = 1, **extra: str
 ) -> Iterator[Stack]:
     command_port, query_port = free_port(), free_port()
     env = base_env(
@@ -60,7 +60,7 @@ def split_stack(
     stack = Stack(
         command=ServiceProcess("command", env, logs / "command.log", port=command_port),
         listener=ServiceProcess("listener", env, logs / "listener.log"),
-        query=ServiceProcess("query", env, logs / "query.log", port=query_port),
+        query=ServiceProcess("query", env, logs / "query.log", port=query_port, workers=query_workers),
         env=env,
         data_dir=data_dir,
     )

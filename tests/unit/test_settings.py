@@ -61,6 +61,8 @@ def test_roles_starting_together_all_get_the_same_whole_dev_secret(tmp_path: Pat
         ("INVENTORY_CHANGES_RETENTION", "0"),
         ("INVENTORY_DEDUP_RETENTION", "a week"),
         ("INVENTORY_DEDUP_RETENTION", "3600"),  # shorter than an Idempotency-Key lives
+        ("INVENTORY_HOT_READS_MB", "-1"),
+        ("INVENTORY_HOT_READS_MB", "lots"),
     ],
 )
 def test_a_bad_value_names_its_variable(tmp_path: Path, name: str, value: str) -> None:
@@ -79,3 +81,8 @@ def test_prod_refuses_a_missing_or_development_secret(tmp_path: Path) -> None:
 def test_locations_are_upper_cased_and_the_first_is_the_default(tmp_path: Path) -> None:
     settings = load_settings(env(tmp_path, INVENTORY_LOCATIONS="s001, main"))
     assert settings.locations == ("S001", "MAIN") and settings.default_location == "S001"
+
+
+def test_hot_reads_are_held_in_mib_and_zero_turns_them_off(tmp_path: Path) -> None:
+    assert load_settings(env(tmp_path)).hot_reads_bytes == 32 * 1024 * 1024
+    assert load_settings(env(tmp_path, INVENTORY_HOT_READS_MB="0")).hot_reads_bytes == 0
