@@ -46,8 +46,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--query-workers",
         type=int,
-        default=2,
-        help="kafka mode: processes of the query role (inventory serve --workers); default 2, one per core",
+        default=1,
+        help="kafka mode: processes of the query role (inventory serve --workers); default 1: on two cores "
+        "the load generator takes one (two workers gave fewer reads with a longer tail, docs/performance.md)",
     )
     run.add_argument(
         "--client",

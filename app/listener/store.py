@@ -41,7 +41,7 @@ from app.listener.planner import Loaded, ParkedEvent, Plan
 from app.listener.schema import open_writer
 
 # At most this many committed change records wait in memory for the relay (see take_written).
-WRITTEN_KEPT = 50_000
+WRITTEN_KEPT = 10_000
 PUBLISHED_SEQ = "SELECT COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'published_seq'), 0)"
 
 
