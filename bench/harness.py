@@ -472,7 +472,8 @@ class Harness:
         measure("hot", "stock", stock, seconds, True)
         measure("hot", "list", [LIST_PATH], seconds, True)
         notes: dict[str, str] = {
-            "list": "the list endpoint always reads SQLite (the cache holds single items only)",
+            "list": "the list is answered from the query process's held answer until the next change is announced "
+            "(app/queries/answer_cache.py); the first read after a change reads SQLite",
         }
         if self.stack.redis_url:
             import redis
